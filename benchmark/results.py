@@ -189,6 +189,12 @@ def read_record(path: str | os.PathLike[str], results_dir: str | os.PathLike[str
             raw = handle.read()
     except OSError as exc:
         return RecordRead(path, OS_ERROR, problem=exc.strerror or str(exc))
+    return parse_record(raw, path, results_dir, fast_loads)
+
+
+def parse_record(raw: bytes, path: str, results_dir: str | os.PathLike[str] | None = None,
+                 fast_loads: Callable[[bytes], Any] | None = None) -> RecordRead:
+    """Judge the bytes of one record file (``read_record`` without the read)."""
     try:
         try:
             record = fast_loads(raw) if fast_loads is not None else json.loads(raw)
@@ -226,6 +232,8 @@ def _shape_problem(record: Mapping[str, Any]) -> str | None:
 
 
 def _fill_from_path(record: dict[str, Any], path: str, results_dir: str) -> None:
+    if all(record.get(k) is not None for k in ("policy", "setting_id", "task", "repeat_idx")):
+        return  # the usual case, and relpath is slow
     parts = os.path.relpath(path, results_dir).replace(os.sep, "/").split("/")
     if len(parts) >= 4:
         record.setdefault("policy", parts[0])

@@ -6,49 +6,43 @@ Exit codes: 0 ok, 2 bad input (a clear message, no traceback).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import os
 from pathlib import Path
 
 import click
+import orjson
 from rich.console import Console
 
 from benchmark.atomic import write_bytes_atomic
 from benchmark.cli_support import UserError, user_errors
-from benchmark.spec import load_spec, spec_sha256
+from benchmark.spec import load_spec
 from reporting.aggregate import build_report
-from reporting.collect import collect_rows
 from reporting.index import RecordIndex, default_index_path
 from reporting.render.csv_export import write_csv_tables
 from reporting.render.html import render_html
 from reporting.render.markdown import render_markdown
 from reporting.render.terminal import print_report
+from reporting.scan import scan_trees
+from reporting.spec_digest import SpecDigest
+from reporting.tally import Tally
 
 
 def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *, include_all_tasks: bool = False,
-                max_repeat: int | None = None, index_path: Path | None = None) -> dict:
+                max_repeat: int | None = None, index_path: Path | None = None, rescan: bool = False) -> dict:
     """The report dict; with ``index_path``, through the index (and its cache of the last report)."""
     chosen = policies or sorted(p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not chosen:
         raise UserError(f"no policy folders in {results_dir}")
     if index_path is None:
-        rows, io_errors = collect_rows(results_dir, policies)
-        return build_report(load_spec(spec_ref), rows, policies=chosen, include_all_tasks=include_all_tasks,
-                            max_repeat=max_repeat, io_errors=io_errors)
-    index = RecordIndex(results_dir, index_path, policies)
+        tally = Tally(SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads)))
+        for scan in scan_trees(os.fspath(results_dir), chosen):
+            tally.apply(scan.path, scan.entries)
+        return build_report(tally, chosen, results_dir=os.fspath(results_dir), include_all_tasks=include_all_tasks,
+                            max_repeat=max_repeat)
+    index = RecordIndex(results_dir, index_path)
     try:
-        index.refresh()
-        # The spec's identity is enough for the key: an unchanged tree never parses the spec.
-        key = index.cache_key(spec=spec_sha256(spec_ref), policies=chosen, include_all_tasks=include_all_tasks,
-                              max_repeat=max_repeat)
-        report = index.cached_report(key)
-        if report is None:
-            rows, io_errors = index.rows()
-            report = build_report(load_spec(spec_ref), rows, policies=chosen, include_all_tasks=include_all_tasks,
-                                  max_repeat=max_repeat, io_errors=io_errors)
-            index.store_report(key, report)
-        else:
-            report["generated_at"] = datetime.now().isoformat(timespec="seconds")
-        return report
+        return index.report(spec_ref, chosen, whole_tree=policies is None, include_all_tasks=include_all_tasks,
+                            max_repeat=max_repeat, rescan=rescan)
     finally:
         index.close()
 
@@ -73,19 +67,21 @@ Examples:
               help="A single self-contained HTML file (charts and tables, no network needed).")
 @click.option("--export-csv", type=click.Path(file_okay=False, path_type=Path), help="Folder for one CSV per table.")
 @click.option("--no-index", is_flag=True, help="Read every record file; do not use or update the index.")
+@click.option("--rescan", is_flag=True,
+              help="Stat every file, not only those in changed directories: finds records rewritten in place.")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Index file (default: .rtbench/report-index.sqlite beside the results dir).")
 @click.option("--quiet", is_flag=True, help="Print nothing; only write the exports.")
 @user_errors
 def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int, include_all_tasks: bool,
          max_repeat: int | None, export_json: Path | None, export_md: Path | None, export_html: Path | None,
-         export_csv: Path | None, no_index: bool, index_path: Path | None, quiet: bool) -> None:
+         export_csv: Path | None, no_index: bool, rescan: bool, index_path: Path | None, quiet: bool) -> None:
     """Report success rates per policy, setting, dimension and task, with intervals and paired comparisons."""
     if not results_dir.is_dir():
         raise UserError(f"results directory {results_dir} does not exist; pass --results-dir")
     report = make_report(results_dir, spec_ref, list(policies) or None, include_all_tasks=include_all_tasks,
                          max_repeat=max_repeat, index_path=None if no_index else index_path or
-                         default_index_path(results_dir))
+                         default_index_path(results_dir), rescan=rescan)
     if export_json:
         write_bytes_atomic(export_json, json.dumps(report, indent=2, ensure_ascii=False).encode())
     if export_md:

@@ -1,161 +1,303 @@
-"""An SQLite index of record files, so that re-running a report reads only what changed.
+"""An SQLite index of a results tree (SQLAlchemy), so that a re-run reads only what changed.
 
-Keyed by path, with each file's size and mtime: a file whose (size, mtime) did not change
-is not read again; new and changed files are parsed (in parallel when there are many);
-deleted files drop out. A finished report is cached under a fingerprint of every in-scope
-file's (path, size, mtime) and the report's options, so a re-run over an unchanged tree only
-walks it. The index lives under the results dir's parent, in ``.rtbench/``. Reports give
-identical numbers with and without it (a test checks this on a changing tree).
+What it holds, under the results dir's parent ``.rtbench/`` by default:
+
+- one row per directory: its mtime, its subdirectories and the entries of its record files
+  (``reporting.entries``: the fields a report needs, keyed by file name, size and mtime);
+- a version number, raised whenever an entry changes;
+- the tally of the last spec used (``reporting.tally``) at that version, and a digest of the
+  spec (``reporting.spec_digest``) so that a re-run does not parse it;
+- the last report, under its version and options.
+
+How a re-run finds changes: every directory is stat-ed; one whose mtime is unchanged is
+trusted, with its files. Records are replaced by creating or renaming files (rtbench's
+writers, git, rsync), which changes their directory's mtime, so a changed directory is
+listed again and its files are stat-ed: a file whose size and mtime match its entry is not
+read again. A file rewritten in place (``open(path, "w")``, ``cp`` over it) leaves its
+directory's mtime alone: ``--rescan`` stats every file, and ``--no-index`` reads them all.
+The report is the same with and without the index (a test checks it on a changing tree).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, Integer, String, Text, create_engine, delete, select
+from sqlalchemy import Integer, LargeBinary, String, create_engine, delete, event, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from benchmark.results import OK, iter_record_paths, read_record
-from reporting.collect import IoErrors, row_or_problem
-from reporting.rows import Row
+from benchmark.spec import load_spec, resolve_spec_path
+from reporting.aggregate import build_report
+from reporting.scan import UNSETTLED, DirectoryScan, entries_by_name, scan_directory, scan_trees
+from reporting.spec_digest import SpecDigest
+from reporting.tally import Tally
 
-PARALLEL_ABOVE = 2000  # files to parse before a process pool pays for itself
-SCHEMA = 1
-COLUMNS = ("path", "size", "mtime_ns", "status", "problem", "policy", "setting_id", "task", "repeat_idx", "success",
-           "error_type", "config_hash")
+SCHEMA = 2  # in the table names: a new layout starts a new index beside the old tables
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class IndexedFile(Base):
-    __tablename__ = f"record_files_v{SCHEMA}"
+class IndexedDirectory(Base):
+    __tablename__ = f"directories_v{SCHEMA}"
+    path: Mapped[str] = mapped_column(String, primary_key=True)  # relative to the results dir
+    mtime_ns: Mapped[int] = mapped_column(Integer)  # UNSETTLED: list it again next time
+    subdirs: Mapped[bytes] = mapped_column(LargeBinary)  # JSON list of names
+    entries: Mapped[bytes] = mapped_column(LargeBinary)  # JSON list of entries
+
+
+class IndexState(Base):
+    __tablename__ = f"state_v{SCHEMA}"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class SpecFile(Base):
+    """A spec file's identity by (path, size, mtime), so a re-run need not read 25 MB to hash it."""
+
+    __tablename__ = f"spec_files_v{SCHEMA}"
     path: Mapped[str] = mapped_column(String, primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String)          # ok, or why the file is unusable
-    problem: Mapped[str | None] = mapped_column(String, nullable=True)
-    policy: Mapped[str | None] = mapped_column(String, nullable=True)
-    setting_id: Mapped[str | None] = mapped_column(String, nullable=True)
-    task: Mapped[str | None] = mapped_column(String, nullable=True)
-    repeat_idx: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    error_type: Mapped[str | None] = mapped_column(String, nullable=True)
-    config_hash: Mapped[str | None] = mapped_column(String, nullable=True)
+    sha256: Mapped[str] = mapped_column(String)
 
 
-class TreeState(Base):
-    """The fingerprint of the tree when the index was last brought up to date."""
+class StoredDigest(Base):
+    __tablename__ = f"spec_digests_v{SCHEMA}"
+    sha256: Mapped[str] = mapped_column(String, primary_key=True)
+    meta: Mapped[bytes] = mapped_column(LargeBinary)
+    caused_failure: Mapped[bytes] = mapped_column(LargeBinary)
 
-    __tablename__ = f"tree_state_v{SCHEMA}"
-    scope: Mapped[str] = mapped_column(String, primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String)
+
+class StoredTally(Base):
+    __tablename__ = f"tallies_v{SCHEMA}"
+    spec_sha256: Mapped[str] = mapped_column(String, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    meta: Mapped[bytes] = mapped_column(LargeBinary)
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class CachedReport(Base):
     __tablename__ = f"reports_v{SCHEMA}"
     key: Mapped[str] = mapped_column(String, primary_key=True)
-    report: Mapped[str] = mapped_column(Text)
+    report: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass
+class Change:
+    """One directory's entries before and after a refresh (None: it did not / does not exist)."""
+
+    path: str
+    old: list[list] | None
+    new: DirectoryScan | None
 
 
 def default_index_path(results_dir: Path) -> Path:
     return results_dir.resolve().parent / ".rtbench" / "report-index.sqlite"
 
 
-def _parse(item: tuple[str, str, int, int]) -> tuple:
-    path, root, size, mtime_ns = item
-    read = read_record(path, root, fast_loads=orjson.loads)  # orjson: the cold path parses 100,000 files
-    row, status, problem = row_or_problem(read)
-    if row is None:
-        return (path, size, mtime_ns, status, problem, None, None, None, None, None, None, None)
-    return (path, size, mtime_ns, OK, None, row.policy, row.setting_id, row.task, row.repeat_idx, row.success,
-            row.error_type, row.config_hash)
-
-
 class RecordIndex:
-    """The index of one results dir (restricted to some policies, or all)."""
+    """The index of one results dir."""
 
-    def __init__(self, results_dir: Path, index_path: Path, policies: list[str] | None = None) -> None:
-        self.root = str(results_dir)
-        self.policies = policies
+    def __init__(self, results_dir: Path, index_path: Path) -> None:
+        self.root = os.fspath(results_dir)
+        self.index_path = index_path
         index_path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{index_path}")
+        try:
+            self._open()
+        except DatabaseError as exc:
+            # Derived data: a damaged index (a crash mid-write, a stray file) is rebuilt, not fatal.
+            print(f"warning: report index {index_path} is unreadable ({exc.orig}); rebuilding it", file=sys.stderr)
+            self.engine.dispose()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{index_path}{suffix}").unlink(missing_ok=True)
+            self._open()
+
+    def _open(self) -> None:
+        self.engine = create_engine(f"sqlite:///{self.index_path}")
+        # WAL, no fsync per commit: the index is a cache; losing its last commit costs a re-read.
+        event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
-        self.on_disk: dict[str, tuple[int, int]] = {}
-        self.fingerprint = ""
-
-    def refresh(self, workers: int | None = None) -> str:
-        """Bring the index up to date with the tree; returns the tree's fingerprint."""
-        for path in iter_record_paths(self.root, self.policies):
-            try:
-                info = os.stat(path)
-            except FileNotFoundError:
-                continue  # deleted while we walked
-            self.on_disk[path] = (info.st_size, info.st_mtime_ns)
-        digest = hashlib.sha256()
-        for path in sorted(self.on_disk):
-            size, mtime = self.on_disk[path]
-            digest.update(f"{path}\0{size}\0{mtime}\n".encode())
-        self.fingerprint = digest.hexdigest()
-        scope = json.dumps(self.policies)
-        with self.engine.begin() as db:
-            last = db.execute(select(TreeState.fingerprint).where(TreeState.scope == scope)).scalar()
-            if last == self.fingerprint:
-                return self.fingerprint  # same files, sizes and mtimes: nothing to read
-            table = IndexedFile.__table__
-            known = {p: (s, m) for p, s, m in db.execute(select(table.c.path, table.c.size, table.c.mtime_ns))}
-            prefixes = (tuple(os.path.join(self.root, p) + os.sep for p in self.policies) if self.policies
-                        else (self.root + os.sep,))
-            stale = [p for p in known if p.startswith(prefixes) and known[p] != self.on_disk.get(p)]
-            todo = [(p, self.root, *self.on_disk[p]) for p in self.on_disk if known.get(p) != self.on_disk[p]]
-            for start in range(0, len(stale), 500):
-                db.execute(delete(IndexedFile).where(IndexedFile.path.in_(stale[start:start + 500])))
-            if len(todo) > PARALLEL_ABOVE:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    parsed = list(pool.map(_parse, todo, chunksize=500))
-            else:
-                parsed = [_parse(item) for item in todo]
-            if parsed:
-                # Plain executemany: a Core insert of 100,000 dicts cost more than parsing them.
-                db.exec_driver_sql(f"INSERT INTO {IndexedFile.__tablename__} ({', '.join(COLUMNS)}) "
-                                   f"VALUES ({', '.join('?' for _ in COLUMNS)})", parsed)
-            db.execute(delete(TreeState).where(TreeState.scope == scope))
-            db.execute(TreeState.__table__.insert().values(scope=scope, fingerprint=self.fingerprint))
-        return self.fingerprint
-
-    def rows(self) -> tuple[list[Row], dict[str, Any]]:
-        rows, errors = [], IoErrors()
         with self.engine.connect() as db:
-            table = IndexedFile.__table__
-            for f in db.execute(select(table).order_by(table.c.path)):
-                if f.path not in self.on_disk:
-                    continue
-                if f.status == OK:
-                    rows.append(Row(f.policy, f.setting_id, f.task, f.repeat_idx, bool(f.success), f.error_type,
-                                    f.config_hash))
-                else:
-                    errors.add(f.path, f.status, f.problem)
-        return rows, errors.as_dict()
-
-    def cache_key(self, **options: Any) -> str:
-        return hashlib.sha256(json.dumps({"tree": self.fingerprint, **options}, sort_keys=True).encode()).hexdigest()
-
-    def cached_report(self, key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as db:
-            text = db.execute(select(CachedReport.report).where(CachedReport.key == key)).scalar()
-        return None if text is None else json.loads(text)
-
-    def store_report(self, key: str, report: dict[str, Any]) -> None:
-        with self.engine.begin() as db:
-            db.execute(delete(CachedReport))  # only the latest report is worth keeping
-            db.execute(CachedReport.__table__.insert().values(key=key, report=json.dumps(report)))
+            db.execute(select(IndexState.value).limit(1)).all()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def report(self, spec_ref: str, policies: list[str], *, whole_tree: bool, include_all_tasks: bool = False,
+               max_repeat: int | None = None, rescan: bool = False) -> dict[str, Any]:
+        """Bring the index up to date (the folders of ``policies``, or every folder when
+        ``whole_tree``) and return the report, from the cache when nothing changed."""
+        with self.engine.begin() as db:  # one transaction: entries, tally and cache move together
+            version = db.execute(select(IndexState.value).where(IndexState.key == "version")).scalar() or 0
+            was_empty = db.execute(select(IndexedDirectory.path).limit(1)).first() is None
+            changes = self._refresh(db, policies, whole_tree, rescan)
+            if changes:
+                db.execute(delete(IndexState).where(IndexState.key == "version"))
+                db.execute(IndexState.__table__.insert().values(key="version", value=version + 1))
+            sha, digest = self._spec(db, spec_ref)
+            key = hashlib.sha256(orjson.dumps({
+                "version": version + bool(changes), "spec": sha, "policies": sorted(policies),
+                "include_all_tasks": include_all_tasks, "max_repeat": max_repeat})).hexdigest()
+            if not changes:
+                cached = db.execute(select(CachedReport.report).where(CachedReport.key == key)).scalar()
+                if cached is not None:
+                    report = orjson.loads(cached)
+                    report["generated_at"] = datetime.now().isoformat(timespec="seconds")
+                    return report
+            tally = self._tally(db, digest(), version, changes, was_empty)
+            report = build_report(tally, policies, results_dir=self.root, include_all_tasks=include_all_tasks,
+                                  max_repeat=max_repeat)
+            db.execute(delete(CachedReport))  # only the latest report is worth keeping
+            db.execute(CachedReport.__table__.insert().values(key=key, report=orjson.dumps(report)))
+            return report
+
+    # -- the tree ---------------------------------------------------------------------------
+
+    def _refresh(self, db: Connection, policies: list[str], whole_tree: bool, rescan: bool) -> list[Change]:
+        table = IndexedDirectory.__table__
+        known = {path: (mtime, subdirs) for path, mtime, subdirs in
+                 db.execute(select(table.c.path, table.c.mtime_ns, table.c.subdirs))}
+        scope = set(policies)
+        in_scope = (lambda path: True) if whole_tree else (lambda path: path.split("/", 1)[0] in scope)
+        seen: set[str] = set()  # known directories still there
+        new_roots: list[str] = []  # directories (and their subtrees) not in the index
+        old_entries: dict[str, list[list]] = {}
+        scans: list[DirectoryScan] = []
+        pending = [p for p in policies if os.path.isdir(os.path.join(self.root, p))]
+        while pending:
+            changed = []  # known directories to list again
+            while pending:
+                path = pending.pop()
+                try:
+                    mtime = os.stat(os.path.join(self.root, *path.split("/"))).st_mtime_ns
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # gone: its entries drop out below
+                if path not in known:
+                    new_roots.append(path)
+                    continue
+                seen.add(path)
+                old_mtime, subdirs = known[path]
+                if rescan or old_mtime == UNSETTLED or old_mtime != mtime:
+                    changed.append(path)
+                else:
+                    pending.extend(f"{path}/{name}" for name in orjson.loads(subdirs))
+            old_entries.update(self._entries(db, changed))
+            for path in changed:
+                try:
+                    scan = scan_directory(self.root, path, entries_by_name(old_entries.get(path, [])))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                scans.append(scan)
+                pending.extend(f"{path}/{name}" for name in scan.subdirs)
+        scans.extend(scan_trees(self.root, new_roots))
+        by_path = {scan.path: scan for scan in scans}
+        gone = [p for p in known if p not in seen and p not in by_path and in_scope(p)]
+        old_entries.update(self._entries(db, [p for p in list(by_path) + gone if p in known and p not in old_entries]))
+        changes = []
+        for path, scan in by_path.items():
+            old = old_entries.get(path)
+            if old != scan.entries:
+                changes.append(Change(path, old, scan))
+        changes.extend(Change(path, old_entries[path], None) for path in gone if old_entries[path])
+        # Rows: every scanned directory is rewritten (its mtime or listing may have moved even
+        # when its entries did not); gone ones are deleted.
+        for start in range(0, len(gone), 500):
+            db.execute(delete(IndexedDirectory).where(IndexedDirectory.path.in_(gone[start:start + 500])))
+        if by_path:
+            db.exec_driver_sql(
+                f"INSERT OR REPLACE INTO {IndexedDirectory.__tablename__} (path, mtime_ns, subdirs, entries) "
+                "VALUES (?, ?, ?, ?)",
+                [(s.path, s.mtime_ns, orjson.dumps(s.subdirs), orjson.dumps(s.entries)) for s in by_path.values()])
+        return changes
+
+    def _entries(self, db: Connection, paths: list[str]) -> dict[str, list[list]]:
+        table = IndexedDirectory.__table__
+        found = {}
+        for start in range(0, len(paths), 500):
+            for path, entries in db.execute(select(table.c.path, table.c.entries).where(
+                    table.c.path.in_(paths[start:start + 500]))):
+                found[path] = orjson.loads(entries)
+        return found
+
+    # -- the spec and the tally ---------------------------------------------------------------
+
+    def _spec(self, db: Connection, spec_ref: str):
+        """The spec's sha256 (cached by path, size and mtime) and a loader of its digest."""
+        path = resolve_spec_path(spec_ref)
+        info = path.stat()
+        key = os.fspath(path.resolve())
+        sha = db.execute(select(SpecFile.sha256).where(SpecFile.path == key, SpecFile.size == info.st_size,
+                                                       SpecFile.mtime_ns == info.st_mtime_ns)).scalar()
+        loaded: list[SpecDigest] = []
+
+        def parse() -> SpecDigest:
+            digest = SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads))
+            db.execute(delete(SpecFile).where(SpecFile.path == key))
+            db.execute(SpecFile.__table__.insert().values(path=key, size=info.st_size, mtime_ns=info.st_mtime_ns,
+                                                          sha256=digest.sha256))
+            db.execute(delete(StoredDigest).where(StoredDigest.sha256 == digest.sha256))
+            meta, caused = digest.to_blobs()
+            db.execute(StoredDigest.__table__.insert().values(sha256=digest.sha256, meta=meta,
+                                                              caused_failure=caused))
+            return digest
+
+        if sha is None:
+            loaded.append(parse())
+            sha = loaded[0].sha256
+
+        def digest() -> SpecDigest:
+            if not loaded:
+                row = db.execute(select(StoredDigest.meta, StoredDigest.caused_failure).where(
+                    StoredDigest.sha256 == sha)).first()
+                loaded.append(SpecDigest.from_blobs(*row) if row is not None else parse())
+            return loaded[0]
+
+        return sha, digest
+
+    def _tally(self, db: Connection, digest: SpecDigest, version: int, changes: list[Change],
+               was_empty: bool) -> Tally:
+        """The tally at the new version: the stored one plus the changes, or rebuilt from every row."""
+        stored = db.execute(select(StoredTally.version, StoredTally.meta, StoredTally.counts).where(
+            StoredTally.spec_sha256 == digest.sha256)).first()
+        if stored is not None and stored.version == version:
+            tally = Tally.from_blobs(digest, stored.meta, stored.counts)
+            _apply(tally, changes)
+        elif stored is None and was_empty:
+            tally = Tally(digest)
+            _apply(tally, changes)
+        else:
+            tally = Tally(digest)
+            table = IndexedDirectory.__table__
+            for path, entries in db.execute(select(table.c.path, table.c.entries)):
+                tally.apply(path, orjson.loads(entries))
+        new_version = version + bool(changes)
+        db.execute(delete(StoredTally))  # tallies of other specs are stale once the tree moved
+        meta, counts = tally.to_blobs()
+        db.execute(StoredTally.__table__.insert().values(spec_sha256=digest.sha256, version=new_version, meta=meta,
+                                                         counts=counts))
+        return tally
+
+
+def _apply(tally: Tally, changes: list[Change]) -> None:
+    for change in changes:
+        old = entries_by_name(change.old or [])
+        new = entries_by_name(change.new.entries if change.new else [])
+        tally.apply(change.path, [e for name, e in old.items() if new.get(name) != e], -1)
+        tally.apply(change.path, [e for name, e in new.items() if old.get(name) != e], 1)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -40,30 +41,37 @@ def cluster_bootstrap(clusters: Sequence[tuple[int, int]], samples: int = BOOTST
     if len(clusters) == 1:
         k, n = clusters[0]
         return (k / n, k / n)
-    counts = np.array(clusters, dtype=np.int64)
-    draws = np.random.default_rng(seed).integers(0, len(counts), size=(samples, len(counts)))
-    rates = np.sort(counts[draws, 0].sum(axis=1) / counts[draws, 1].sum(axis=1))
+    counts = np.array(clusters, dtype=np.float64)
+    resampled = _multiplicities(len(clusters), samples, seed) @ counts  # (samples, 2): exact integer sums
+    rates = np.sort(resampled[:, 0] / resampled[:, 1])
     return (float(rates[int(0.025 * (samples - 1))]), float(rates[math.ceil(0.975 * (samples - 1))]))
+
+
+@functools.lru_cache(maxsize=64)
+def _multiplicities(clusters: int, samples: int, seed: int) -> np.ndarray:
+    """How often each cluster is drawn in each bootstrap sample: the draws depend only on the
+    number of clusters, so a report's hundreds of intervals share them (and one matrix product)."""
+    draws = np.random.default_rng(seed).integers(0, clusters, size=(samples, clusters))
+    counts = np.zeros((samples, clusters), dtype=np.float64)
+    np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
+    return counts
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts.
 
     2 * P(X <= min) for X ~ Binomial(a_only + b_only, 1/2), summed in log space: exact
-    binomial coefficients of thousands of pairs are huge integers and were the report's
-    slowest step.
+    binomial coefficients of thousands of pairs are huge integers.
     """
     n = a_only + b_only
     if n == 0:
         return 1.0
     k = min(a_only, b_only)
-    log_term = -n * math.log(2.0)  # log P(X = 0)
-    log_terms = [log_term]
-    for i in range(1, k + 1):
-        log_term += math.log((n - i + 1) / i)
-        log_terms.append(log_term)
-    top = max(log_terms)
-    tail = math.exp(top) * math.fsum(math.exp(t - top) for t in log_terms)
+    i = np.arange(1, k + 1, dtype=np.float64)
+    # log P(X = i) for i = 0..k, by the ratio C(n, i) / C(n, i - 1) = (n - i + 1) / i.
+    log_terms = -n * math.log(2.0) + np.concatenate(([0.0], np.cumsum(np.log((n - i + 1) / i))))
+    top = log_terms.max()
+    tail = math.exp(top) * float(np.exp(log_terms - top).sum())
     return min(1.0, 2 * tail)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import subprocess
 import sys
@@ -151,16 +152,23 @@ def test_bad_input_exits_2_without_traceback(tree, tmp_path):
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
 
 
+def replace(path: Path, text: str) -> None:
+    """Rewrite a file the way rtbench's writers, git and rsync do: a new file renamed over it."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
 def test_index_gives_identical_numbers_on_a_changing_tree(tree, tmp_path):
     import shutil
 
     root = tmp_path / "results"
-    shutil.copytree(tree[0], root)
+    shutil.copytree(tree[0], root)  # keeps the mtimes of files and folders: an old, settled tree
     index = tmp_path / "index.sqlite"
 
-    def both() -> tuple[dict, dict]:
+    def both(*options: str) -> tuple[dict, dict]:
         reports = []
-        for extra in (["--index", str(index)], ["--no-index"]):
+        for extra in (["--index", str(index), *options], ["--no-index"]):
             out = tmp_path / "r.json"
             subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20",
                             "--export-json", str(out), "--quiet", *extra], check=True)
@@ -175,15 +183,20 @@ def test_index_gives_identical_numbers_on_a_changing_tree(tree, tmp_path):
     files[0].unlink()                                            # deleted
     record = json.loads(files[3].read_text())                    # rewritten: success flips
     record["success"] = not record["success"] if record["error"] is None else record["success"]
-    files[3].write_text(json.dumps(record) + " " * 7)            # a different size, so surely "changed"
+    replace(files[3], json.dumps(record))
     added = json.loads(files[4].read_text())                     # added
     added["repeat_idx"] = 7
     (files[4].parent / "episode_7.json").write_text(json.dumps(added))
-    files[5].write_text("{broken")                               # corrupted
+    replace(files[5], "{broken")                                 # corrupted
     second, plain = both()
     assert second == plain
     assert second != first
     assert second["io_errors"]["json_decode_error"] == first["io_errors"]["json_decode_error"] + 1
+    # Rewritten in place (the directory's mtime stays): --rescan stats every file and finds it.
+    files[6].write_text("{in place")
+    third, plain = both("--rescan")
+    assert third == plain
+    assert third["io_errors"]["json_decode_error"] == second["io_errors"]["json_decode_error"] + 1
 
 
 def test_html_report_renders_in_headless_chromium(tree, tmp_path):

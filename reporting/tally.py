@@ -1,0 +1,115 @@
+"""Counts of records per episode slot of one spec, per policy folder: every number of a report
+is derived from them, and they are kept up to date by adding and removing index entries, so
+a report after 1% more files costs 1% of the reading.
+
+A record counts towards its folder's policy. Before it reaches a slot it is checked, in
+today's order: a record naming another policy than its folder is ``misplaced``; unknown
+settings or tasks and repeats beyond the spec are ``out_of_spec``; a logged config that is
+not the spec's is ``config_mismatch``. Exclusions and error labels are kept per repeat index
+(-1 when the record has none), so that ``--max-repeat`` can filter them afterwards.
+Removing an entry undoes exactly what adding it did.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import orjson
+
+from benchmark.results import OK
+from reporting.entries import CONFIG_HASH, ERROR_TYPE, POLICY, PROBLEM, REPEAT, SETTING, STATUS, SUCCESS, TASK
+from reporting.spec_digest import HASH_CHARS, SpecDigest
+
+COMPLETED, VALID, SUCCESSES = range(3)
+MISPLACED, OUT_OF_SPEC, CONFIG_MISMATCH = "misplaced", "out_of_spec", "config_mismatch"
+NO_REPEAT = -1
+
+
+class FolderTally:
+    """The counts of one policy folder."""
+
+    def __init__(self, slots: int, counts: np.ndarray | None = None) -> None:
+        self.counts = counts if counts is not None else np.zeros((3, slots), dtype=np.int32)
+        self.error_labels: Counter[tuple[str, int]] = Counter()
+        self.excluded: Counter[tuple[str, int]] = Counter()
+        self.problems: dict[str, tuple[str, str | None]] = {}  # path relative to the results dir -> why
+
+
+class Tally:
+    def __init__(self, digest: SpecDigest) -> None:
+        self.digest = digest
+        self.slots = len(digest.settings) * len(digest.tasks) * digest.repeats
+        self.folders: dict[str, FolderTally] = {}
+        self._setting_index = {s.id: i for i, s in enumerate(digest.settings)}
+        self._task_index = {t: i for i, t in enumerate(digest.tasks)}
+
+    def folder(self, name: str) -> FolderTally:
+        if name not in self.folders:
+            self.folders[name] = FolderTally(self.slots)
+        return self.folders[name]
+
+    def apply(self, directory: str, entries: Iterable[list], sign: int = 1) -> None:
+        """Add (sign 1) or remove (sign -1) the entries of one directory (relative to the
+        results dir; its first part is the policy folder)."""
+        folder_name = directory.split("/", 1)[0]
+        folder = self.folder(folder_name)
+        settings, tasks, repeats = self._setting_index, self._task_index, self.digest.repeats
+        n_tasks, hashes = len(tasks), self.digest.config_hashes
+        labels, excluded = folder.error_labels, folder.excluded
+        completed, valid, successes = [], [], []
+        for entry in entries:
+            if entry[STATUS] != OK:
+                path = f"{directory}/{entry[0]}"
+                if sign > 0:
+                    folder.problems[path] = (entry[STATUS], entry[PROBLEM])
+                else:
+                    folder.problems.pop(path, None)
+                continue
+            repeat = entry[REPEAT]
+            if entry[POLICY] != folder_name:
+                excluded[(MISPLACED, NO_REPEAT if repeat is None else repeat)] += sign
+                continue
+            s, t = settings.get(entry[SETTING]), tasks.get(entry[TASK])
+            if s is None or t is None or repeat is None or repeat >= repeats:
+                excluded[(OUT_OF_SPEC, NO_REPEAT if repeat is None else repeat)] += sign
+                continue
+            slot = (s * n_tasks + t) * repeats + repeat
+            logged = entry[CONFIG_HASH]
+            if logged is not None and logged != hashes[slot * HASH_CHARS:(slot + 1) * HASH_CHARS]:
+                excluded[(CONFIG_MISMATCH, repeat)] += sign
+                continue
+            completed.append(slot)
+            if entry[ERROR_TYPE] is None:
+                valid.append(slot)
+                if entry[SUCCESS]:
+                    successes.append(slot)
+            else:
+                labels[(entry[ERROR_TYPE], repeat)] += sign
+        for row, slots in ((COMPLETED, completed), (VALID, valid), (SUCCESSES, successes)):
+            if slots:
+                folder.counts[row] += sign * np.bincount(slots, minlength=self.slots).astype(np.int32)
+
+    def to_blobs(self) -> tuple[bytes, bytes]:
+        names = sorted(self.folders)
+        counts = (np.stack([self.folders[n].counts for n in names]) if names
+                  else np.zeros((0, 3, self.slots), dtype=np.int32))
+        meta = {n: {"error_labels": [[k[0], k[1], v] for k, v in self.folders[n].error_labels.items() if v],
+                    "excluded": [[k[0], k[1], v] for k, v in self.folders[n].excluded.items() if v],
+                    "problems": self.folders[n].problems} for n in names}
+        return orjson.dumps({"folders": names, "meta": meta}), counts.tobytes()
+
+    @classmethod
+    def from_blobs(cls, digest: SpecDigest, meta_blob: bytes, counts_blob: bytes) -> Tally:
+        tally = cls(digest)
+        stored = orjson.loads(meta_blob)
+        counts = np.frombuffer(counts_blob, dtype=np.int32).reshape(len(stored["folders"]), 3, tally.slots)
+        for i, name in enumerate(stored["folders"]):
+            folder = FolderTally(tally.slots, counts[i].copy())
+            meta = stored["meta"][name]
+            folder.error_labels.update({(label, r): n for label, r, n in meta["error_labels"]})
+            folder.excluded.update({(reason, r): n for reason, r, n in meta["excluded"]})
+            folder.problems = {path: (status, problem) for path, (status, problem) in meta["problems"].items()}
+            tally.folders[name] = folder
+        return tally
