@@ -232,8 +232,9 @@ def _shape_problem(record: Mapping[str, Any]) -> str | None:
 
 
 def _fill_from_path(record: dict[str, Any], path: str, results_dir: str) -> None:
-    if all(record.get(k) is not None for k in ("policy", "setting_id", "task", "repeat_idx")):
-        return  # the usual case, and relpath is slow
+    if (record.get("policy") is not None and record.get("setting_id") is not None
+            and record.get("task") is not None and record.get("repeat_idx") is not None):
+        return  # the usual case (checked without a generator: 100,000 files per report)
     parts = os.path.relpath(path, results_dir).replace(os.sep, "/").split("/")
     if len(parts) >= 4:
         record.setdefault("policy", parts[0])

@@ -24,7 +24,6 @@ from reporting.render.markdown import render_markdown
 from reporting.render.terminal import print_report
 from reporting.scan import scan_trees
 from reporting.spec_digest import SpecDigest
-from reporting.tally import Tally
 
 
 def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *, include_all_tasks: bool = False,
@@ -34,9 +33,8 @@ def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *,
     if not chosen:
         raise UserError(f"no policy folders in {results_dir}")
     if index_path is None:
-        tally = Tally(SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads)))
-        for scan in scan_trees(os.fspath(results_dir), chosen):
-            tally.apply(scan.path, scan.entries)
+        _, tally = scan_trees(os.fspath(results_dir), chosen,
+                              lambda: SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads)))
         return build_report(tally, chosen, results_dir=os.fspath(results_dir), include_all_tasks=include_all_tasks,
                             max_repeat=max_repeat)
     index = RecordIndex(results_dir, index_path)

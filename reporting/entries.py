@@ -64,7 +64,6 @@ def entry_from_bytes(raw: bytes, path: str, results_dir: str, name: str, size: i
 def read_entry(directory_fd: int, directory_path: str, results_dir: str, name: str) -> list:
     """Open, ``fstat`` and read one file of an open directory: the size and mtime stored are
     those of the bytes read, so a file replaced meanwhile is simply read again next time."""
-    path = os.path.join(directory_path, name)
     try:
         fd = os.open(name, os.O_RDONLY, dir_fd=directory_fd)
     except OSError as exc:
@@ -81,4 +80,5 @@ def read_entry(directory_fd: int, directory_path: str, results_dir: str, name: s
         return [name, -1, -1, OS_ERROR, exc.strerror or str(exc)] + [None] * 7
     finally:
         os.close(fd)
-    return entry_from_bytes(raw, path, results_dir, name, info.st_size, info.st_mtime_ns)
+    return entry_from_bytes(raw, f"{directory_path}{os.sep}{name}", results_dir, name, info.st_size,
+                            info.st_mtime_ns)

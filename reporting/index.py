@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -140,21 +141,22 @@ class RecordIndex:
         with self.engine.begin() as db:  # one transaction: entries, tally and cache move together
             version = db.execute(select(IndexState.value).where(IndexState.key == "version")).scalar() or 0
             was_empty = db.execute(select(IndexedDirectory.path).limit(1)).first() is None
-            changes = self._refresh(db, policies, whole_tree, rescan)
-            if changes:
+            sha, digest = self._spec(db, spec_ref)
+            changes, new_tally = self._refresh(db, policies, whole_tree, rescan, digest)
+            moved = bool(changes) or new_tally is not None
+            if moved:
                 db.execute(delete(IndexState).where(IndexState.key == "version"))
                 db.execute(IndexState.__table__.insert().values(key="version", value=version + 1))
-            sha, digest = self._spec(db, spec_ref)
             key = hashlib.sha256(orjson.dumps({
-                "version": version + bool(changes), "spec": sha, "policies": sorted(policies),
+                "version": version + moved, "spec": sha(), "policies": sorted(policies),
                 "include_all_tasks": include_all_tasks, "max_repeat": max_repeat})).hexdigest()
-            if not changes:
+            if not moved:
                 cached = db.execute(select(CachedReport.report).where(CachedReport.key == key)).scalar()
                 if cached is not None:
                     report = orjson.loads(cached)
                     report["generated_at"] = datetime.now().isoformat(timespec="seconds")
                     return report
-            tally = self._tally(db, digest(), version, changes, was_empty)
+            tally = self._tally(db, digest(), version, moved, changes, new_tally, was_empty)
             report = build_report(tally, policies, results_dir=self.root, include_all_tasks=include_all_tasks,
                                   max_repeat=max_repeat)
             db.execute(delete(CachedReport))  # only the latest report is worth keeping
@@ -163,7 +165,10 @@ class RecordIndex:
 
     # -- the tree ---------------------------------------------------------------------------
 
-    def _refresh(self, db: Connection, policies: list[str], whole_tree: bool, rescan: bool) -> list[Change]:
+    def _refresh(self, db: Connection, policies: list[str], whole_tree: bool, rescan: bool,
+                 digest: Callable[[], SpecDigest]) -> tuple[list[Change], Tally | None]:
+        """Update the directory rows of the scope. Returns the changes of known directories,
+        and the tally of directories new to the index (None when there are none)."""
         table = IndexedDirectory.__table__
         known = {path: (mtime, subdirs) for path, mtime, subdirs in
                  db.execute(select(table.c.path, table.c.mtime_ns, table.c.subdirs))}
@@ -199,26 +204,23 @@ class RecordIndex:
                     continue
                 scans.append(scan)
                 pending.extend(f"{path}/{name}" for name in scan.subdirs)
-        scans.extend(scan_trees(self.root, new_roots))
+        new_scans, new_tally = scan_trees(self.root, new_roots, digest) if new_roots else ([], None)
         by_path = {scan.path: scan for scan in scans}
         gone = [p for p in known if p not in seen and p not in by_path and in_scope(p)]
-        old_entries.update(self._entries(db, [p for p in list(by_path) + gone if p in known and p not in old_entries]))
-        changes = []
-        for path, scan in by_path.items():
-            old = old_entries.get(path)
-            if old != scan.entries:
-                changes.append(Change(path, old, scan))
+        old_entries.update(self._entries(db, [p for p in gone if p not in old_entries]))
+        changes = [Change(path, old_entries.get(path), scan) for path, scan in by_path.items()
+                   if old_entries.get(path) != scan.entries]
         changes.extend(Change(path, old_entries[path], None) for path in gone if old_entries[path])
         # Rows: every scanned directory is rewritten (its mtime or listing may have moved even
         # when its entries did not); gone ones are deleted.
         for start in range(0, len(gone), 500):
             db.execute(delete(IndexedDirectory).where(IndexedDirectory.path.in_(gone[start:start + 500])))
-        if by_path:
+        if by_path or new_scans:
             db.exec_driver_sql(
                 f"INSERT OR REPLACE INTO {IndexedDirectory.__tablename__} (path, mtime_ns, subdirs, entries) "
                 "VALUES (?, ?, ?, ?)",
-                [(s.path, s.mtime_ns, orjson.dumps(s.subdirs), orjson.dumps(s.entries)) for s in by_path.values()])
-        return changes
+                [(s.path, s.mtime_ns, orjson.dumps(s.subdirs), s.to_json()) for s in [*by_path.values(), *new_scans]])
+        return changes, new_tally
 
     def _entries(self, db: Connection, paths: list[str]) -> dict[str, list[list]]:
         table = IndexedDirectory.__table__
@@ -231,56 +233,57 @@ class RecordIndex:
 
     # -- the spec and the tally ---------------------------------------------------------------
 
-    def _spec(self, db: Connection, spec_ref: str):
-        """The spec's sha256 (cached by path, size and mtime) and a loader of its digest."""
+    def _spec(self, db: Connection, spec_ref: str) -> tuple[Callable[[], str], Callable[[], SpecDigest]]:
+        """Loaders of the spec's sha256 (known by path, size and mtime without reading the file)
+        and of its digest (stored, or parsed once and stored)."""
         path = resolve_spec_path(spec_ref)
         info = path.stat()
         key = os.fspath(path.resolve())
-        sha = db.execute(select(SpecFile.sha256).where(SpecFile.path == key, SpecFile.size == info.st_size,
-                                                       SpecFile.mtime_ns == info.st_mtime_ns)).scalar()
+        known_sha = db.execute(select(SpecFile.sha256).where(
+            SpecFile.path == key, SpecFile.size == info.st_size, SpecFile.mtime_ns == info.st_mtime_ns)).scalar()
         loaded: list[SpecDigest] = []
 
-        def parse() -> SpecDigest:
-            digest = SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads))
+        def digest() -> SpecDigest:
+            if loaded:
+                return loaded[0]
+            row = None if known_sha is None else db.execute(select(
+                StoredDigest.meta, StoredDigest.caused_failure).where(StoredDigest.sha256 == known_sha)).first()
+            if row is not None:
+                loaded.append(SpecDigest.from_blobs(*row))
+                return loaded[0]
+            parsed = SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads))
             db.execute(delete(SpecFile).where(SpecFile.path == key))
             db.execute(SpecFile.__table__.insert().values(path=key, size=info.st_size, mtime_ns=info.st_mtime_ns,
-                                                          sha256=digest.sha256))
-            db.execute(delete(StoredDigest).where(StoredDigest.sha256 == digest.sha256))
-            meta, caused = digest.to_blobs()
-            db.execute(StoredDigest.__table__.insert().values(sha256=digest.sha256, meta=meta,
-                                                              caused_failure=caused))
-            return digest
+                                                          sha256=parsed.sha256))
+            db.execute(delete(StoredDigest).where(StoredDigest.sha256 == parsed.sha256))
+            meta, caused = parsed.to_blobs()
+            db.execute(StoredDigest.__table__.insert().values(sha256=parsed.sha256, meta=meta, caused_failure=caused))
+            loaded.append(parsed)
+            return parsed
 
-        if sha is None:
-            loaded.append(parse())
-            sha = loaded[0].sha256
-
-        def digest() -> SpecDigest:
-            if not loaded:
-                row = db.execute(select(StoredDigest.meta, StoredDigest.caused_failure).where(
-                    StoredDigest.sha256 == sha)).first()
-                loaded.append(SpecDigest.from_blobs(*row) if row is not None else parse())
-            return loaded[0]
+        def sha() -> str:
+            return known_sha if known_sha is not None else digest().sha256
 
         return sha, digest
 
-    def _tally(self, db: Connection, digest: SpecDigest, version: int, changes: list[Change],
-               was_empty: bool) -> Tally:
+    def _tally(self, db: Connection, digest: SpecDigest, version: int, moved: bool, changes: list[Change],
+               new_tally: Tally | None, was_empty: bool) -> Tally:
         """The tally at the new version: the stored one plus the changes, or rebuilt from every row."""
         stored = db.execute(select(StoredTally.version, StoredTally.meta, StoredTally.counts).where(
             StoredTally.spec_sha256 == digest.sha256)).first()
         if stored is not None and stored.version == version:
             tally = Tally.from_blobs(digest, stored.meta, stored.counts)
             _apply(tally, changes)
+            if new_tally is not None:
+                tally.merge(new_tally)
         elif stored is None and was_empty:
-            tally = Tally(digest)
-            _apply(tally, changes)
+            tally = new_tally or Tally(digest)
         else:
             tally = Tally(digest)
             table = IndexedDirectory.__table__
-            for path, entries in db.execute(select(table.c.path, table.c.entries)):
-                tally.apply(path, orjson.loads(entries))
-        new_version = version + bool(changes)
+            tally.apply([(path, orjson.loads(entries)) for path, entries in
+                         db.execute(select(table.c.path, table.c.entries))])
+        new_version = version + moved
         db.execute(delete(StoredTally))  # tallies of other specs are stale once the tree moved
         meta, counts = tally.to_blobs()
         db.execute(StoredTally.__table__.insert().values(spec_sha256=digest.sha256, version=new_version, meta=meta,
@@ -289,11 +292,14 @@ class RecordIndex:
 
 
 def _apply(tally: Tally, changes: list[Change]) -> None:
+    removed, added = [], []
     for change in changes:
         old = entries_by_name(change.old or [])
         new = entries_by_name(change.new.entries if change.new else [])
-        tally.apply(change.path, [e for name, e in old.items() if new.get(name) != e], -1)
-        tally.apply(change.path, [e for name, e in new.items() if old.get(name) != e], 1)
+        removed.append((change.path, [e for name, e in old.items() if new.get(name) != e]))
+        added.append((change.path, [e for name, e in new.items() if old.get(name) != e]))
+    tally.apply(removed, -1)
+    tally.apply(added, 1)
 
 
 def _sqlite_pragmas(connection, _record) -> None:

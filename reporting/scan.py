@@ -12,15 +12,22 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
 
 from benchmark.results import SKIPPED_DIRS
 from reporting.entries import MTIME, NAME, SIZE, read_entry
+from reporting.spec_digest import SpecDigest
+from reporting.tally import Tally
 
 UNSETTLED = -1
 SETTLE_NS = 2_000_000_000
-PARALLEL_UNITS = 4  # subtrees to read before a process pool pays for itself
+PARALLEL_UNITS = 4  # subtrees to read before forking processes pays for itself
 
 
 @dataclass(slots=True)
@@ -29,6 +36,15 @@ class DirectoryScan:
     mtime_ns: int  # UNSETTLED when too recent to trust
     subdirs: list[str] = field(default_factory=list)
     entries: list[list] = field(default_factory=list)
+    entries_json: bytes | None = None  # instead of entries, when read by a pool process
+
+    def entry_list(self) -> list[list]:
+        if self.entries_json is not None:
+            return orjson.loads(self.entries_json)
+        return self.entries
+
+    def to_json(self) -> bytes:
+        return self.entries_json if self.entries_json is not None else orjson.dumps(self.entries)
 
 
 def scan_directory(results_dir: str, path: str, old_entries: dict[str, list] | None = None,
@@ -82,9 +98,16 @@ def scan_tree(results_dir: str, path: str, settled_before: int | None = None) ->
     return scans
 
 
-def scan_trees(results_dir: str, roots: list[str], workers: int | None = None) -> list[DirectoryScan]:
-    """Read new subtrees, in parallel when there are many: each root is listed here and its
-    subdirectories are read by a pool of processes (forked: they start in milliseconds)."""
+def scan_trees(results_dir: str, roots: list[str], digest: Callable[[], SpecDigest],
+               workers: int | None = None) -> tuple[list[DirectoryScan], Tally]:
+    """Read new subtrees and tally their entries; ``digest`` loads the spec's digest.
+
+    With many subtrees, each root is listed here and its subdirectories are shared out to
+    forked processes. Each reads its share and sends back the directories, with the entries
+    as JSON (what the index stores); meanwhile this process loads the digest and sends it to
+    each, which then tallies its share. Parsing the spec thus overlaps the reading, which
+    matters on a first run: both are CPU-bound, and the machine may have two cores.
+    """
     settled_before = time.time_ns() - SETTLE_NS
     scans, units = [], []
     for root in roots:
@@ -94,15 +117,70 @@ def scan_trees(results_dir: str, roots: list[str], workers: int | None = None) -
             continue
         scans.append(top)
         units.extend(f"{root}/{name}" for name in top.subdirs)
-    workers = workers or os.cpu_count() or 1
+    workers = min(workers or os.cpu_count() or 1, len(units))
     if len(units) < PARALLEL_UNITS or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         for unit in units:
             scans.extend(scan_tree(results_dir, unit, settled_before))
-        return scans
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        for part in pool.map(scan_tree, [results_dir] * len(units), units, [settled_before] * len(units)):
-            scans.extend(part)
-    return scans
+        tally = Tally(digest())
+        tally.apply([(scan.path, scan.entries) for scan in scans])
+        return scans, tally
+    context = multiprocessing.get_context("fork")  # starts in milliseconds; the child needs no imports
+    started = []
+    try:
+        for share in range(workers):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_scan_share, args=(theirs, results_dir, settled_before,
+                                                                units[share::workers]), daemon=True)
+            process.start()
+            theirs.close()
+            started.append((process, ours))
+        loaded = digest()
+        tally = Tally(loaded)
+        tally.apply([(scan.path, scan.entries) for scan in scans])
+        for _, connection in started:
+            scans.extend(DirectoryScan(path, mtime, subdirs, entries_json=blob)
+                         for path, mtime, subdirs, blob in _receive(connection))
+            connection.send(loaded)
+        for _, connection in started:
+            tally.merge(Tally.from_blobs(loaded, *_receive(connection)))
+    finally:
+        for process, connection in started:
+            connection.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+    return scans, tally
+
+
+def _scan_share(connection: Connection, results_dir: str, settled_before: int, units: list[str]) -> None:
+    """In a forked process: read some subtrees, send them, receive the digest, send the tally."""
+    try:
+        found = [scan for unit in units for scan in scan_tree(results_dir, unit, settled_before)]
+        connection.send([(s.path, s.mtime_ns, s.subdirs, orjson.dumps(s.entries)) for s in found])
+        tally = Tally(connection.recv())
+        tally.apply([(s.path, s.entries) for s in found])
+        connection.send(tally.to_blobs())
+    except (EOFError, BrokenPipeError):
+        pass  # the parent stopped waiting (an error or Ctrl-C there): nothing to report
+    except Exception:  # any failure goes to the parent, which raises it
+        connection.send(ScanFailed(traceback.format_exc()))
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class ScanFailed:
+    traceback: str
+
+
+def _receive(connection: Connection) -> Any:
+    try:
+        message = connection.recv()
+    except EOFError:
+        raise RuntimeError("a process reading the results tree died; see the messages above") from None
+    if isinstance(message, ScanFailed):
+        raise RuntimeError(f"reading the results tree failed in a worker process:\n{message.traceback}")
+    return message
 
 
 def entries_by_name(entries: list[list]) -> dict[str, list]:

@@ -50,15 +50,27 @@ class Tally:
             self.folders[name] = FolderTally(self.slots)
         return self.folders[name]
 
-    def apply(self, directory: str, entries: Iterable[list], sign: int = 1) -> None:
-        """Add (sign 1) or remove (sign -1) the entries of one directory (relative to the
-        results dir; its first part is the policy folder)."""
-        folder_name = directory.split("/", 1)[0]
+    def apply(self, directories: Iterable[tuple[str, list[list]]], sign: int = 1) -> None:
+        """Add (sign 1) or remove (sign -1) the entries of directories, each given by its path
+        relative to the results dir (its first part is the policy folder)."""
+        slots: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        for directory, entries in directories:
+            folder_name = directory.split("/", 1)[0]
+            if folder_name not in slots:
+                slots[folder_name] = ([], [], [])
+            self._apply_directory(directory, folder_name, entries, sign, *slots[folder_name])
+        for folder_name, lists in slots.items():
+            counts = self.folder(folder_name).counts
+            for row, found in zip((COMPLETED, VALID, SUCCESSES), lists, strict=True):
+                if found:
+                    counts[row] += sign * np.bincount(found, minlength=self.slots).astype(np.int32)
+
+    def _apply_directory(self, directory: str, folder_name: str, entries: list[list], sign: int,
+                         completed: list[int], valid: list[int], successes: list[int]) -> None:
         folder = self.folder(folder_name)
         settings, tasks, repeats = self._setting_index, self._task_index, self.digest.repeats
         n_tasks, hashes = len(tasks), self.digest.config_hashes
         labels, excluded = folder.error_labels, folder.excluded
-        completed, valid, successes = [], [], []
         for entry in entries:
             if entry[STATUS] != OK:
                 path = f"{directory}/{entry[0]}"
@@ -87,9 +99,15 @@ class Tally:
                     successes.append(slot)
             else:
                 labels[(entry[ERROR_TYPE], repeat)] += sign
-        for row, slots in ((COMPLETED, completed), (VALID, valid), (SUCCESSES, successes)):
-            if slots:
-                folder.counts[row] += sign * np.bincount(slots, minlength=self.slots).astype(np.int32)
+
+    def merge(self, other: Tally) -> None:
+        """Add another tally of the same spec (of other directories)."""
+        for name, theirs in other.folders.items():
+            mine = self.folder(name)
+            mine.counts += theirs.counts
+            mine.error_labels.update(theirs.error_labels)
+            mine.excluded.update(theirs.excluded)
+            mine.problems.update(theirs.problems)
 
     def to_blobs(self) -> tuple[bytes, bytes]:
         names = sorted(self.folders)
