@@ -2,15 +2,16 @@
 
 What it holds, under the results dir's parent ``.rtbench/`` by default:
 
-- one row per directory: its mtime, its subdirectories and the entries of its record files
+- one row per directory with its mtime, and one with the entries of its record files
   (``reporting.entries``: the fields a report needs, keyed by file name, size and mtime);
 - a version number, raised whenever an entry changes;
-- the tally of the last spec used (``reporting.tally``) at that version, and a digest of the
-  spec (``reporting.spec_digest``) so that a re-run does not parse it;
+- the tally of the last spec used (``reporting.tally``) at that version, from which a
+  report is derived in milliseconds, and a digest of the spec (``reporting.spec_digest``)
+  so that a re-run does not parse it;
 - the last report, under its version and options.
 
-How a re-run finds changes: every directory is stat-ed; one whose mtime is unchanged is
-trusted, with its files. Records are replaced by creating or renaming files (rtbench's
+How a re-run finds changes: every known directory is stat-ed; one whose mtime is unchanged
+is trusted, with its files and subdirectories. Records are replaced by creating or renaming files (rtbench's
 writers, git, rsync), which changes their directory's mtime, so a changed directory is
 listed again and its files are stat-ed: a file whose size and mtime match its entry is not
 read again. A file rewritten in place (``open(path, "w")``, ``cp`` over it) leaves its
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.spec import load_spec, resolve_spec_path
 from reporting.aggregate import build_report
-from reporting.scan import UNSETTLED, DirectoryScan, entries_by_name, scan_directory, scan_trees
+from reporting.scan import UNSETTLED, rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
@@ -49,10 +51,18 @@ class Base(DeclarativeBase):
 
 
 class IndexedDirectory(Base):
+    """What the walk needs, in small rows: a run stats every one of them."""
+
     __tablename__ = f"directories_v{SCHEMA}"
     path: Mapped[str] = mapped_column(String, primary_key=True)  # relative to the results dir
     mtime_ns: Mapped[int] = mapped_column(Integer)  # UNSETTLED: list it again next time
-    subdirs: Mapped[bytes] = mapped_column(LargeBinary)  # JSON list of names
+
+
+class DirectoryEntries(Base):
+    """The entries of a directory's record files, read only when the directory changed."""
+
+    __tablename__ = f"directory_entries_v{SCHEMA}"
+    path: Mapped[str] = mapped_column(String, primary_key=True)
     entries: Mapped[bytes] = mapped_column(LargeBinary)  # JSON list of entries
 
 
@@ -95,11 +105,11 @@ class CachedReport(Base):
 
 @dataclass
 class Change:
-    """One directory's entries before and after a refresh (None: it did not / does not exist)."""
+    """The entries that left and came in one known directory."""
 
     path: str
-    old: list[list] | None
-    new: DirectoryScan | None
+    removed: list[list]
+    added: list[list]
 
 
 def default_index_path(results_dir: Path) -> Path:
@@ -137,13 +147,14 @@ class RecordIndex:
     def report(self, spec_ref: str, policies: list[str], *, whole_tree: bool, include_all_tasks: bool = False,
                max_repeat: int | None = None, rescan: bool = False) -> dict[str, Any]:
         """Bring the index up to date (the folders of ``policies``, or every folder when
-        ``whole_tree``) and return the report, from the cache when nothing changed."""
-        with self.engine.begin() as db:  # one transaction: entries, tally and cache move together
+        ``whole_tree``) and return the report: derived from the tally, or the last one when
+        neither the tree nor the options changed."""
+        with self.engine.begin() as db:  # one transaction: directories, entries, tally and report move together
             version = db.execute(select(IndexState.value).where(IndexState.key == "version")).scalar() or 0
             was_empty = db.execute(select(IndexedDirectory.path).limit(1)).first() is None
             sha, digest = self._spec(db, spec_ref)
             changes, new_tally = self._refresh(db, policies, whole_tree, rescan, digest)
-            moved = bool(changes) or new_tally is not None
+            moved = any(c.removed or c.added for c in changes) or new_tally is not None
             if moved:
                 db.execute(delete(IndexState).where(IndexState.key == "version"))
                 db.execute(IndexState.__table__.insert().values(key="version", value=version + 1))
@@ -167,63 +178,57 @@ class RecordIndex:
 
     def _refresh(self, db: Connection, policies: list[str], whole_tree: bool, rescan: bool,
                  digest: Callable[[], SpecDigest]) -> tuple[list[Change], Tally | None]:
-        """Update the directory rows of the scope. Returns the changes of known directories,
+        """Update the rows of the scope's directories. Returns the changes of known directories,
         and the tally of directories new to the index (None when there are none)."""
         table = IndexedDirectory.__table__
-        known = {path: (mtime, subdirs) for path, mtime, subdirs in
-                 db.execute(select(table.c.path, table.c.mtime_ns, table.c.subdirs))}
+        known = dict(db.execute(select(table.c.path, table.c.mtime_ns)).fetchall())
         scope = set(policies)
-        in_scope = (lambda path: True) if whole_tree else (lambda path: path.split("/", 1)[0] in scope)
-        seen: set[str] = set()  # known directories still there
-        new_roots: list[str] = []  # directories (and their subtrees) not in the index
-        old_entries: dict[str, list[list]] = {}
-        scans: list[DirectoryScan] = []
-        pending = [p for p in policies if os.path.isdir(os.path.join(self.root, p))]
-        while pending:
-            changed = []  # known directories to list again
-            while pending:
-                path = pending.pop()
-                try:
-                    mtime = os.stat(os.path.join(self.root, *path.split("/"))).st_mtime_ns
-                except (FileNotFoundError, NotADirectoryError):
-                    continue  # gone: its entries drop out below
-                if path not in known:
-                    new_roots.append(path)
-                    continue
-                seen.add(path)
-                old_mtime, subdirs = known[path]
-                if rescan or old_mtime == UNSETTLED or old_mtime != mtime:
-                    changed.append(path)
-                else:
-                    pending.extend(f"{path}/{name}" for name in orjson.loads(subdirs))
-            old_entries.update(self._entries(db, changed))
-            for path in changed:
-                try:
-                    scan = scan_directory(self.root, path, entries_by_name(old_entries.get(path, [])))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                scans.append(scan)
-                pending.extend(f"{path}/{name}" for name in scan.subdirs)
+        prefix = self.root + os.sep  # POSIX paths: the stored "/" is os.sep
+        changed, gone = [], set()
+        for path, old_mtime in known.items():
+            if not whole_tree and path.split("/", 1)[0] not in scope:
+                continue
+            try:
+                mtime = os.stat(prefix + path).st_mtime_ns
+            except (FileNotFoundError, NotADirectoryError):
+                gone.add(path)
+                continue
+            if rescan or old_mtime == UNSETTLED or mtime != old_mtime:
+                changed.append(path)
+        old_entries = self._entries(db, changed)
+        rescans = rescan_directories(self.root, [(path, old_entries.get(path, [])) for path in changed])
+        # A directory's subdirectories change only with its mtime: new ones are found in the
+        # listings of changed directories; known ones that left them are gone, with their subtrees.
+        new_roots = [p for p in policies if p not in known and os.path.isdir(prefix + p)]
+        children: dict[str, set[str]] = defaultdict(set)
+        for path in known:
+            if "/" in path:
+                children[path.rsplit("/", 1)[0]].add(path)
+        for done in rescans:
+            listed = {f"{done.scan.path}/{name}" for name in done.scan.subdirs}
+            new_roots.extend(sorted(child for child in listed if child not in known))
+            gone |= children[done.scan.path] - listed
+        if gone:
+            gone |= {path for path in known if _ancestors(path) & gone}
+        rescans = [done for done in rescans if done.scan.path not in gone]
         new_scans, new_tally = scan_trees(self.root, new_roots, digest) if new_roots else ([], None)
-        by_path = {scan.path: scan for scan in scans}
-        gone = [p for p in known if p not in seen and p not in by_path and in_scope(p)]
-        old_entries.update(self._entries(db, [p for p in gone if p not in old_entries]))
-        changes = [Change(path, old_entries.get(path), scan) for path, scan in by_path.items()
-                   if old_entries.get(path) != scan.entries]
-        changes.extend(Change(path, old_entries[path], None) for path in gone if old_entries[path])
-        # Rows: every scanned directory is rewritten (its mtime or listing may have moved even
-        # when its entries did not); gone ones are deleted.
+        gone_entries = self._entries(db, sorted(gone))
+        changes = [Change(done.scan.path, done.removed, done.added) for done in rescans]
+        changes.extend(Change(path, entries, []) for path, entries in gone_entries.items() if entries)
         for start in range(0, len(gone), 500):
-            db.execute(delete(IndexedDirectory).where(IndexedDirectory.path.in_(gone[start:start + 500])))
-        if by_path or new_scans:
-            db.exec_driver_sql(
-                f"INSERT OR REPLACE INTO {IndexedDirectory.__tablename__} (path, mtime_ns, subdirs, entries) "
-                "VALUES (?, ?, ?, ?)",
-                [(s.path, s.mtime_ns, orjson.dumps(s.subdirs), s.to_json()) for s in [*by_path.values(), *new_scans]])
+            batch = sorted(gone)[start:start + 500]
+            for model in (IndexedDirectory, DirectoryEntries):
+                db.execute(delete(model).where(model.path.in_(batch)))
+        written = [done.scan for done in rescans] + new_scans
+        if written:
+            db.exec_driver_sql(f"INSERT OR REPLACE INTO {IndexedDirectory.__tablename__} (path, mtime_ns) "
+                               "VALUES (?, ?)", [(s.path, s.mtime_ns) for s in written])
+            db.exec_driver_sql(f"INSERT OR REPLACE INTO {DirectoryEntries.__tablename__} (path, entries) "
+                               "VALUES (?, ?)", [(s.path, s.to_json()) for s in written])
         return changes, new_tally
 
     def _entries(self, db: Connection, paths: list[str]) -> dict[str, list[list]]:
-        table = IndexedDirectory.__table__
+        table = DirectoryEntries.__table__
         found = {}
         for start in range(0, len(paths), 500):
             for path, entries in db.execute(select(table.c.path, table.c.entries).where(
@@ -273,14 +278,15 @@ class RecordIndex:
             StoredTally.spec_sha256 == digest.sha256)).first()
         if stored is not None and stored.version == version:
             tally = Tally.from_blobs(digest, stored.meta, stored.counts)
-            _apply(tally, changes)
+            tally.apply([(c.path, c.removed) for c in changes], -1)
+            tally.apply([(c.path, c.added) for c in changes])
             if new_tally is not None:
                 tally.merge(new_tally)
         elif stored is None and was_empty:
             tally = new_tally or Tally(digest)
         else:
             tally = Tally(digest)
-            table = IndexedDirectory.__table__
+            table = DirectoryEntries.__table__
             tally.apply([(path, orjson.loads(entries)) for path, entries in
                          db.execute(select(table.c.path, table.c.entries))])
         new_version = version + moved
@@ -291,15 +297,9 @@ class RecordIndex:
         return tally
 
 
-def _apply(tally: Tally, changes: list[Change]) -> None:
-    removed, added = [], []
-    for change in changes:
-        old = entries_by_name(change.old or [])
-        new = entries_by_name(change.new.entries if change.new else [])
-        removed.append((change.path, [e for name, e in old.items() if new.get(name) != e]))
-        added.append((change.path, [e for name, e in new.items() if old.get(name) != e]))
-    tally.apply(removed, -1)
-    tally.apply(added, 1)
+def _ancestors(path: str) -> set[str]:
+    parts = path.split("/")
+    return {"/".join(parts[:i]) for i in range(1, len(parts))}
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -28,6 +28,7 @@ from reporting.tally import Tally
 UNSETTLED = -1
 SETTLE_NS = 2_000_000_000
 PARALLEL_UNITS = 4  # subtrees to read before forking processes pays for itself
+PARALLEL_RESCANS = 128  # changed directories per process before forking pays for itself
 
 
 @dataclass(slots=True)
@@ -144,11 +145,7 @@ def scan_trees(results_dir: str, roots: list[str], digest: Callable[[], SpecDige
         for _, connection in started:
             tally.merge(Tally.from_blobs(loaded, *_receive(connection)))
     finally:
-        for process, connection in started:
-            connection.close()
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        _stop(started)
     return scans, tally
 
 
@@ -181,6 +178,77 @@ def _receive(connection: Connection) -> Any:
     if isinstance(message, ScanFailed):
         raise RuntimeError(f"reading the results tree failed in a worker process:\n{message.traceback}")
     return message
+
+
+@dataclass(slots=True)
+class Rescan:
+    """A known directory listed again: its new state, and the entries that left and came."""
+
+    scan: DirectoryScan  # with entries_json
+    removed: list[list]
+    added: list[list]
+
+
+def rescan_directories(results_dir: str, work: list[tuple[str, list[list]]],
+                       workers: int | None = None) -> list[Rescan]:
+    """List known directories again (path, old entries); files whose size and mtime match
+    their entry are not read. Shared out to forked processes when there are many: every file
+    of a changed directory is stat-ed, which is most of the time after a scattered change."""
+    workers = min(workers or os.cpu_count() or 1, len(work) // PARALLEL_RESCANS)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return _rescan_share(results_dir, work)
+    context = multiprocessing.get_context("fork")
+    started = []
+    try:
+        for share in range(workers):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_send_result, daemon=True, args=(
+                theirs, _rescan_share, results_dir, work[share::workers]))
+            process.start()
+            theirs.close()
+            started.append((process, ours))
+        return [rescan for _, connection in started for rescan in _receive(connection)]
+    finally:
+        _stop(started)
+
+
+def _rescan_share(results_dir: str, work: list[tuple[str, list[list]]]) -> list[Rescan]:
+    settled_before = time.time_ns() - SETTLE_NS
+    done = []
+    for path, old_entries in work:
+        old = entries_by_name(old_entries)
+        try:
+            scan = scan_directory(results_dir, path, old, settled_before)
+        except (FileNotFoundError, NotADirectoryError):
+            scan = None  # removed since it was stat-ed
+        if scan is None:
+            done.append(Rescan(DirectoryScan(path, UNSETTLED, entries_json=b"[]"), old_entries, []))
+            continue
+        new = entries_by_name(scan.entries)
+        done.append(Rescan(DirectoryScan(path, scan.mtime_ns, scan.subdirs, entries_json=orjson.dumps(scan.entries)),
+                           [e for name, e in old.items() if new.get(name) != e],
+                           [e for name, e in new.items() if old.get(name) != e]))
+    return done
+
+
+def _send_result(connection: Connection, function: Callable, *args: Any) -> None:
+    """In a forked process: run ``function(*args)`` and send its result, or the failure."""
+    try:
+        connection.send(function(*args))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent stopped waiting (an error or Ctrl-C there): nothing to report
+    except Exception:  # any failure goes to the parent, which raises it
+        connection.send(ScanFailed(traceback.format_exc()))
+    finally:
+        connection.close()
+
+
+def _stop(started: list[tuple[multiprocessing.process.BaseProcess, Connection]]) -> None:
+    for process, connection in started:
+        connection.close()
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
 
 
 def entries_by_name(entries: list[list]) -> dict[str, list]:
