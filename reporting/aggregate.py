@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmark.results import JSON_DECODE_ERROR, OS_ERROR
 from reporting.spec_digest import SpecDigest
-from reporting.stats import cluster_bootstrap, mcnemar_exact, paired_difference, wilson
+from reporting.stats import cluster_bootstraps, mcnemar_exact, paired_difference, wilson
 from reporting.tally import (
     COMPLETED,
     CONFIG_MISMATCH,
@@ -98,8 +98,8 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
 
 
 def stats(completed: int, valid: int, successes: int, eff: tuple[int, int, int], expected: int,
-          task_clusters: list[tuple[int, int]]) -> dict[str, Any]:
-    """The stats of a group; ``task_clusters``: (successes, valid) per task, in task-name order."""
+          cluster_interval: tuple[float, float]) -> dict[str, Any]:
+    """The stats of a group; ``cluster_interval``: the bootstrap over its tasks."""
     eff_total, eff_valid, eff_successes = eff
     return {
         "completed": completed,
@@ -115,7 +115,7 @@ def stats(completed: int, valid: int, successes: int, eff: tuple[int, int, int],
         "eff_success_rate": eff_successes / eff_valid if eff_valid else 0.0,
         "success_rate_all": successes / completed if completed else 0.0,
         "success_rate_ci95": list(wilson(successes, valid)),
-        "success_rate_ci95_cluster": list(cluster_bootstrap(task_clusters)),
+        "success_rate_ci95_cluster": list(cluster_interval),
         "success_rate_all_ci95": list(wilson(successes, completed)),
         "eff_success_rate_ci95": list(wilson(eff_successes, eff_valid)),
     }
@@ -129,37 +129,43 @@ def _policy_report(digest: SpecDigest, counts: np.ndarray, caused: np.ndarray, f
     eff_grid = (counts * caused).sum(axis=3, dtype=np.int64)
     by_name = sorted(range(len(digest.tasks)), key=lambda t: digest.tasks[t])  # clusters in task-name order
 
-    def group(g: np.ndarray, e: np.ndarray, expected: int) -> dict[str, Any]:
-        """Stats from (count, task) sums of a group and of its caused_failure episodes."""
-        totals, eff = g.sum(axis=1).tolist(), e.sum(axis=1).tolist()
+    # Every group first, then all their bootstrap intervals in one batch.
+    groups: list[tuple[list[int], list[int], int, list[tuple[int, int]]]] = []
+
+    def group(g: np.ndarray, e: np.ndarray, expected: int) -> int:
+        """Queue the group of (count, task) sums ``g`` (``e``: its caused_failure episodes)."""
         clusters = [(k, n) for k, n in zip(g[SUCCESSES, by_name].tolist(), g[VALID, by_name].tolist(), strict=True)
                     if n]
-        return stats(totals[COMPLETED], totals[VALID], totals[SUCCESSES],
-                     (eff[COMPLETED], eff[VALID], eff[SUCCESSES]), expected, clusters)
+        groups.append((g.sum(axis=1).tolist(), e.sum(axis=1).tolist(), expected, clusters))
+        return len(groups) - 1
 
-    per_setting = [{"setting_id": s.id, "perturb_type": s.perturb_type, "severity": s.severity, "timing": s.timing,
-                    **group(grid[:, index], eff_grid[:, index], n_tasks * repeats)}
-                   for index, s in enumerate(digest.settings)]
-    per_dimension = {}
+    overall = group(grid.sum(axis=1), eff_grid.sum(axis=1), n_settings * n_tasks * repeats)
+    settings = [group(grid[:, index], eff_grid[:, index], n_tasks * repeats) for index in range(n_settings)]
+    dimensions: dict[str, dict[str, int]] = {}
     for dimension in DIMENSIONS:
         values: dict[str, list[int]] = {}
         for index, s in enumerate(digest.settings):
             values.setdefault(getattr(s, dimension), []).append(index)
-        per_dimension[dimension] = {value: group(grid[:, indices].sum(axis=1), eff_grid[:, indices].sum(axis=1),
-                                                 len(indices) * n_tasks * repeats)
-                                    for value, indices in values.items()}
+        dimensions[dimension] = {value: group(grid[:, indices].sum(axis=1), eff_grid[:, indices].sum(axis=1),
+                                              len(indices) * n_tasks * repeats) for value, indices in values.items()}
     task_totals, eff_totals = grid.sum(axis=1).T.tolist(), eff_grid.sum(axis=1).T.tolist()  # [task][count]
-    per_task = []
-    for t in tasks:
-        c, e = task_totals[t], eff_totals[t]
-        per_task.append({"task": digest.tasks[t], **stats(c[COMPLETED], c[VALID], c[SUCCESSES],
-                                                          (e[COMPLETED], e[VALID], e[SUCCESSES]),
-                                                          n_settings * repeats,
-                                                          [(c[SUCCESSES], c[VALID])] if c[VALID] else [])})
+    for t in tasks:  # one cluster each: no bootstrap needed, but the same path
+        c = task_totals[t]
+        groups.append(([c[COMPLETED], c[VALID], c[SUCCESSES]], eff_totals[t], n_settings * repeats,
+                       [(c[SUCCESSES], c[VALID])] if c[VALID] else []))
+    intervals = cluster_bootstraps([g[3] for g in groups])
+    done = [stats(c[COMPLETED], c[VALID], c[SUCCESSES], (e[COMPLETED], e[VALID], e[SUCCESSES]), expected, interval)
+            for (c, e, expected, _), interval in zip(groups, intervals, strict=True)]
+    per_setting = [{"setting_id": s.id, "perturb_type": s.perturb_type, "severity": s.severity, "timing": s.timing,
+                    **done[settings[index]]} for index, s in enumerate(digest.settings)]
+    per_dimension = {dimension: {value: done[i] for value, i in values.items()}
+                     for dimension, values in dimensions.items()}
+    first_task = len(groups) - len(tasks)
+    per_task = [{"task": digest.tasks[t], **done[first_task + i]} for i, t in enumerate(tasks)]
     per_task.sort(key=lambda x: (x["progress"], x["success_rate"], x["task"]))
     cells = grid.tolist()  # [count][setting][task]
     return {
-        "overall": group(grid.sum(axis=1), eff_grid.sum(axis=1), n_settings * n_tasks * repeats),
+        "overall": done[overall],
         "error_types": _top(_labels(folder, in_scope)),
         "per_setting": per_setting,
         "per_dimension": per_dimension,

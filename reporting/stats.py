@@ -35,16 +35,32 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 def cluster_bootstrap(clusters: Sequence[tuple[int, int]], samples: int = BOOTSTRAP_SAMPLES,
                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """95% percentile interval of sum(k)/sum(n), resampling (k, n) clusters with replacement."""
-    clusters = [c for c in clusters if c[1] > 0]
-    if not clusters:
-        return (0.0, 1.0)
-    if len(clusters) == 1:
-        k, n = clusters[0]
-        return (k / n, k / n)
-    counts = np.array(clusters, dtype=np.float64)
-    resampled = _multiplicities(len(clusters), samples, seed) @ counts  # (samples, 2): exact integer sums
-    rates = np.sort(resampled[:, 0] / resampled[:, 1])
-    return (float(rates[int(0.025 * (samples - 1))]), float(rates[math.ceil(0.975 * (samples - 1))]))
+    return cluster_bootstraps([clusters], samples, seed)[0]
+
+
+def cluster_bootstraps(groups: Sequence[Sequence[tuple[int, int]]], samples: int = BOOTSTRAP_SAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> list[tuple[float, float]]:
+    """``cluster_bootstrap`` of many groups at once: groups with as many clusters share the
+    draws, so their sums are one matrix product and their sorts one call."""
+    intervals: list[tuple[float, float]] = [(0.0, 1.0)] * len(groups)
+    by_size: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        kept = [c for c in group if c[1] > 0]
+        if len(kept) == 1:
+            k, n = kept[0]
+            intervals[index] = (k / n, k / n)
+        elif kept:
+            by_size.setdefault(len(kept), []).append(index)
+    low, high = int(0.025 * (samples - 1)), math.ceil(0.975 * (samples - 1))
+    for size, members in by_size.items():
+        counts = np.array([[c for c in groups[i] if c[1] > 0] for i in members], dtype=np.float64)  # (g, size, 2)
+        resampled = _multiplicities(size, samples, seed) @ counts  # (g, samples, 2): exact integer sums
+        # The two percentiles are order statistics: a partition finds them without a full sort.
+        rates = np.partition(resampled[:, :, 0] / resampled[:, :, 1], (low, high), axis=1)
+        for i, (lo, hi) in zip(members, zip(rates[:, low].tolist(), rates[:, high].tolist(), strict=True),
+                               strict=True):
+            intervals[i] = (lo, hi)
+    return intervals
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,19 +76,30 @@ def _multiplicities(clusters: int, samples: int, seed: int) -> np.ndarray:
 def mcnemar_exact(a_only: int, b_only: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts.
 
-    2 * P(X <= min) for X ~ Binomial(a_only + b_only, 1/2), summed in log space: exact
-    binomial coefficients of thousands of pairs are huge integers.
+    2 * P(X <= min) for X ~ Binomial(a_only + b_only, 1/2), summed in log space (exact
+    binomial coefficients of thousands of pairs are huge integers) from a table of log n!.
     """
     n = a_only + b_only
     if n == 0:
         return 1.0
     k = min(a_only, b_only)
-    i = np.arange(1, k + 1, dtype=np.float64)
-    # log P(X = i) for i = 0..k, by the ratio C(n, i) / C(n, i - 1) = (n - i + 1) / i.
-    log_terms = -n * math.log(2.0) + np.concatenate(([0.0], np.cumsum(np.log((n - i + 1) / i))))
+    log_factorial = _log_factorials(n)
+    log_terms = log_factorial[n] - log_factorial[:k + 1] - log_factorial[n - k:n + 1][::-1] - n * math.log(2.0)
     top = log_terms.max()
     tail = math.exp(top) * float(np.exp(log_terms - top).sum())
     return min(1.0, 2 * tail)
+
+
+_LOG_FACTORIALS = np.zeros(1)
+
+
+def _log_factorials(n: int) -> np.ndarray:
+    """log(i!) for i = 0..n (at least), grown on demand."""
+    global _LOG_FACTORIALS
+    if len(_LOG_FACTORIALS) <= n:
+        size = max(n + 1, 2 * len(_LOG_FACTORIALS))
+        _LOG_FACTORIALS = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, size, dtype=np.float64)))))
+    return _LOG_FACTORIALS
 
 
 def paired_difference(both: int, a_only: int, b_only: int, neither: int,
