@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.spec import load_spec, resolve_spec_path
 from reporting.aggregate import build_report
-from reporting.scan import UNSETTLED, rescan_directories, scan_trees
+from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
@@ -193,7 +193,7 @@ class RecordIndex:
             except (FileNotFoundError, NotADirectoryError):
                 gone.add(path)
                 continue
-            if rescan or old_mtime == UNSETTLED or mtime != old_mtime:
+            if rescan or mtime != old_mtime:  # UNSETTLED (-1) never equals a real mtime
                 changed.append(path)
         old_entries = self._entries(db, changed)
         rescans = rescan_directories(self.root, [(path, old_entries.get(path, [])) for path in changed])
@@ -201,7 +201,7 @@ class RecordIndex:
         # listings of changed directories; known ones that left them are gone, with their subtrees.
         new_roots = [p for p in policies if p not in known and os.path.isdir(prefix + p)]
         children: dict[str, set[str]] = defaultdict(set)
-        for path in known:
+        for path in known if rescans else ():
             if "/" in path:
                 children[path.rsplit("/", 1)[0]].add(path)
         for done in rescans:

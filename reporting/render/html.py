@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from reporting.render.tables import fmt, tables
+from reporting.render.tables import fmt, record_problems, tables
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
@@ -87,10 +87,7 @@ def render_html(report: dict[str, Any]) -> str:
              f"<p class='meta'>Generated {escape(report['generated_at'])}. Spec <b>{escape(summary['name'])}</b> "
              f"(sha256 {escape(summary['sha256'][:16])}): {summary['num_settings']} settings x "
              f"{summary['num_tasks']} tasks x {summary['repeats_per_setting']} repeats per policy.</p>"]
-    for key, label in (("out_of_spec", "outside the spec"), ("config_mismatch", "with another benchmark's config")):
-        if report[key]:
-            parts.append(f"<p class='warn'>Excluded records {label}: "
-                         + escape(", ".join(f"{p}: {n}" for p, n in report[key].items())) + "</p>")
+    parts.extend(f"<p class='warn'>{escape(line)}</p>" for line in record_problems(report))
     parts.append("<h2>Progress</h2>")
     parts.append(_bars([(p, {**report["per_policy"][p]["overall"],
                              "success_rate": report["per_policy"][p]["overall"]["progress"],

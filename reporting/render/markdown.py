@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reporting.render.tables import fmt, tables
+from reporting.render.tables import fmt, record_problems, tables
 
 TITLES = {
     "overall": "Overall", "by_perturb_type": "By perturbation type", "by_severity": "By severity",
@@ -32,9 +32,8 @@ def render_markdown(report: dict[str, Any], top_k: int = 8) -> str:
         lines += [f"- `{entry['path']}`: {entry['status']}: {entry['problem']}"
                   for entry in report["io_errors"].get("first_paths", [])]
         lines.append("")
-    for label, key in (("outside the spec", "out_of_spec"), ("with another benchmark's config", "config_mismatch")):
-        if report[key]:
-            lines += [f"Excluded records {label}: " + ", ".join(f"{p}: {n}" for p, n in report[key].items()), ""]
+    for line in record_problems(report):
+        lines += [line, ""]
     for name, (header, rows) in tables(report).items():
         if name == "by_task":
             rows = [r for p in report["policies"] for r in [x for x in rows if x[0] == p][:top_k]]

@@ -17,6 +17,19 @@ def fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# Records left out of every count, and records counted more than once for one episode.
+RECORD_PROBLEMS = (("out_of_spec", "Excluded records outside the spec"),
+                   ("config_mismatch", "Excluded records with another benchmark's config"),
+                   ("misplaced", "Excluded records in another policy's folder"),
+                   ("duplicates", "Duplicate records (counted, as today; paired comparisons skip disagreeing ones)"))
+
+
+def record_problems(report: dict[str, Any]) -> list[str]:
+    """One line per kind of problem records, e.g. ``Excluded records outside the spec: A: 2``."""
+    return [f"{label}: " + ", ".join(f"{p}: {n}" for p, n in report[key].items())
+            for key, label in RECORD_PROBLEMS if report.get(key)]
+
+
 def stat_cells(stats: dict[str, Any]) -> list[Any]:
     return [stats[c] for c in STAT_COLUMNS]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from reporting.render.tables import fmt
+from reporting.render.tables import fmt, record_problems
 
 SHOWN = ("completed", "expected", "progress", "errors", "success_rate", "success_rate_ci95",
          "success_rate_ci95_cluster", "success_rate_all")
@@ -48,6 +49,5 @@ def print_report(report: dict[str, Any], console: Console, top_k: int = 8) -> No
             table.add_row(c["policy_a"], c["policy_b"], str(c["pairs"]), str(c["a_only"]), str(c["b_only"]),
                           fmt(c["difference"]), fmt(c["difference_ci95"]), fmt(c["mcnemar_p"]))
         console.print(table)
-    for label, key in (("outside the spec", "out_of_spec"), ("config mismatch", "config_mismatch")):
-        if report[key]:
-            console.print(f"[yellow]excluded ({label}):[/] " + ", ".join(f"{p}: {n}" for p, n in report[key].items()))
+    for line in record_problems(report):
+        console.print(f"[yellow]{escape(line)}[/]")

@@ -1,0 +1,169 @@
+"""The report index against the plain scan on a tree that changes in every way between runs:
+the numbers must be identical, whatever the scope, options or spec of each run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import reporting.scan
+from benchmark.atomic import write_bytes_atomic
+from benchmark.episodes import EpisodeKey
+from benchmark.results import new_record, write_record
+from benchmark.spec import load_spec
+from reporting.cli import make_report
+
+SPEC = load_spec("lm20")
+SETTINGS = [s.id for s in SPEC.settings[:5]]  # more than PARALLEL_UNITS per policy: the cold run forks
+TASKS = list(SPEC.tasks[:4])
+SETTLE_S = 0.05
+
+
+@pytest.fixture
+def quick_settle(monkeypatch):
+    """Directories settle after 50 ms instead of 2 s, so that the test can change a tree many
+    times and still exercise the trust in unchanged directories (each step waits that long)."""
+    monkeypatch.setattr(reporting.scan, "SETTLE_NS", int(SETTLE_S * 1e9))
+
+
+def record(policy: str, setting: str, task: str, repeat: int, rng: random.Random) -> dict:
+    error = rng.choice([None] * 5 + ["eval_error: ValueError: x", "unstable_seed"])
+    return new_record(EpisodeKey(policy, setting, task, repeat), success=error is None and rng.random() < 0.6,
+                      error=error, steps=5, seed=1,
+                      perturbation_log={"config": SPEC.config(setting, task, repeat)}, spec_name="lm20",
+                      spec_sha256=SPEC.sha256, backend="kinematic", started_at="t", finished_at="t", duration_s=1.0)
+
+
+def both(root: Path, index: Path, spec: str = "lm20", policies: list[str] | None = None,
+         **options) -> tuple[dict, dict]:
+    with_index = make_report(root, spec, policies, index_path=index, **options)
+    plain = make_report(root, spec, policies, **options)
+    for report in (with_index, plain):
+        report.pop("generated_at")
+    return with_index, plain
+
+
+def mutate(root: Path, rng: random.Random) -> str:
+    files = sorted(root.rglob("episode_*.json"))
+    choice = rng.choice(["add", "add_dir", "delete", "rewrite", "corrupt", "drop_task", "drop_setting", "add_policy",
+                         "drop_policy", "misplaced", "duplicate", "nested", "videos"])
+    policy = rng.choice(sorted(p.name for p in root.iterdir()))
+    if choice in ("add", "add_dir"):
+        tasks = TASKS if choice == "add" else list(SPEC.tasks[4:8])
+        for _ in range(rng.randint(1, 4)):
+            write_record(root, record(policy, rng.choice(SETTINGS), rng.choice(tasks), rng.randrange(20), rng))
+    elif choice == "delete" and files:
+        rng.choice(files).unlink()
+    elif choice == "rewrite" and files:
+        target = rng.choice(files)
+        data = json.loads(target.read_text())
+        if isinstance(data, dict) and "success" in data:
+            data.update(success=not data["success"], error=None)
+            write_bytes_atomic(target, json.dumps(data).encode())  # replaced by rename, as every writer does
+    elif choice == "corrupt" and files:
+        write_bytes_atomic(rng.choice(files), b'{"success": tr')
+    elif choice == "drop_task" and files:
+        shutil.rmtree(rng.choice(files).parent)
+    elif choice == "drop_setting" and files:
+        shutil.rmtree(rng.choice(files).parent.parent)
+    elif choice == "add_policy":
+        name = f"P{rng.randrange(100)}"
+        for _ in range(rng.randint(1, 6)):
+            write_record(root, record(name, rng.choice(SETTINGS), rng.choice(TASKS), rng.randrange(20), rng))
+    elif choice == "drop_policy" and len(list(root.iterdir())) > 2:
+        shutil.rmtree(root / policy)
+    elif choice == "misplaced":
+        other = record("Elsewhere", rng.choice(SETTINGS), rng.choice(TASKS), rng.randrange(20), rng)
+        write_bytes_atomic(root / policy / other["setting_id"] / other["task"] / "episode_19.json",
+                           json.dumps(other).encode())
+    elif choice == "duplicate" and files:
+        source = rng.choice(files)
+        write_bytes_atomic(source.with_name("episode_29.json"), source.read_bytes())  # same fields, another name
+    elif choice == "nested":
+        deep = root / policy / rng.choice(SETTINGS) / rng.choice(TASKS) / "retry"
+        deep.mkdir(parents=True, exist_ok=True)
+        (deep / "episode_2.json").write_bytes(json.dumps(record(policy, SETTINGS[0], TASKS[0], 2, rng)).encode())
+    elif choice == "videos":
+        videos = root / policy / SETTINGS[0] / "videos"
+        videos.mkdir(parents=True, exist_ok=True)
+        (videos / "episode_0.json").write_text("not a record")
+    return choice
+
+
+def test_index_equals_the_plain_scan_through_many_random_changes(tmp_path, quick_settle):
+    rng = random.Random(7)
+    root, index = tmp_path / "results", tmp_path / ".rtbench" / "index.sqlite"
+    for policy in ("A", "B"):
+        for setting in SETTINGS:
+            for task in TASKS:
+                for repeat in rng.sample(range(20), 3):
+                    write_record(root, record(policy, setting, task, repeat, rng))
+    variants = [{}, {"policies": ["A"]}, {"max_repeat": 3}, {"include_all_tasks": True}, {"spec": "verified"},
+                {"policies": ["A", "B", "Z"], "max_repeat": 25}]
+    seen = set()
+    for step in range(40):
+        time.sleep(SETTLE_S * 1.5)
+        for options in [variants[step % len(variants)], {}]:
+            options = dict(options)
+            with_index, plain = both(root, index, options.pop("spec", "lm20"), **options)
+            assert with_index == plain, (step, seen, options)
+        seen.add(mutate(root, rng))
+    assert len(seen) >= 10  # most kinds of change happened
+
+
+def test_a_directory_changed_within_the_settle_time_is_looked_at_again(tmp_path):
+    """Changes in the same clock tick as a report leave no trace in mtimes: the folders written
+    in the last two seconds are stored as unsettled and listed again, so even an in-place
+    rewrite right after a report is found."""
+    rng = random.Random(3)
+    root, index = tmp_path / "results", tmp_path / "index.sqlite"
+    path = write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
+    first, _ = both(root, index)
+    data = json.loads(path.read_text())
+    data.update(success=not data["success"], error=None)
+    path.write_text(json.dumps(data))  # in place: the folder's mtime does not move
+    second, plain = both(root, index)
+    assert second == plain and second != first
+
+
+def test_rescan_finds_in_place_rewrites_in_settled_folders(tmp_path, quick_settle):
+    rng = random.Random(4)
+    root, index = tmp_path / "results", tmp_path / "index.sqlite"
+    path = write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
+    time.sleep(SETTLE_S * 2)
+    both(root, index)
+    path.write_text("{in place")
+    with_index = make_report(root, "lm20", None, index_path=index, rescan=True)
+    assert with_index["io_errors"]["json_decode_error"] == 1
+
+
+def test_a_damaged_index_is_rebuilt_with_a_warning(tmp_path, capsys):
+    rng = random.Random(5)
+    root, index = tmp_path / "results", tmp_path / "index.sqlite"
+    write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
+    index.write_bytes(b"this is not an sqlite database" * 100)
+    with_index, plain = both(root, index)
+    assert with_index == plain
+    assert "unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings_per_policy", [1, 5])  # read in this process, and in forked ones
+def test_a_failing_reader_is_an_error_with_its_traceback(tmp_path, monkeypatch, settings_per_policy):
+    rng = random.Random(6)
+    root = tmp_path / "results"
+    for setting in SETTINGS[:settings_per_policy]:
+        write_record(root, record("A", setting, TASKS[0], 0, rng))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(reporting.scan, "read_entry", broken)
+    with pytest.raises((RuntimeError, OSError), match="disk on fire"):
+        make_report(root, "lm20", None)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # nothing half-written
