@@ -134,12 +134,15 @@ class RecordIndex:
         try:
             self._open()
         except DatabaseError as exc:
-            # Derived data: a damaged index (a crash mid-write, a stray file) is rebuilt, not fatal.
-            print(f"warning: report index {index_path} is unreadable ({exc.orig}); rebuilding it", file=sys.stderr)
-            self.engine.dispose()
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{index_path}{suffix}").unlink(missing_ok=True)
-            self._open()
+            self._rebuild(exc)
+
+    def _rebuild(self, exc: DatabaseError) -> None:
+        # Derived data: a damaged index (a crash mid-write, a stray file) is rebuilt, not fatal.
+        print(f"warning: report index {self.index_path} is unreadable ({exc.orig}); rebuilding it", file=sys.stderr)
+        self.engine.dispose()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        self._open()
 
     def _open(self) -> None:
         self.engine = create_engine(f"sqlite:///{self.index_path}")
@@ -157,6 +160,16 @@ class RecordIndex:
         """Bring the index up to date (the folders of ``policies``, or every folder when
         ``whole_tree``) and return the report: derived from the tally, or the last one when
         neither the tree nor the options changed."""
+        options = {"whole_tree": whole_tree, "include_all_tasks": include_all_tasks, "max_repeat": max_repeat,
+                   "rescan": rescan}
+        try:
+            return self._report(spec_ref, policies, **options)
+        except DatabaseError as exc:  # damage found past the first query: start afresh, once
+            self._rebuild(exc)
+            return self._report(spec_ref, policies, **options)
+
+    def _report(self, spec_ref: str, policies: list[str], *, whole_tree: bool, include_all_tasks: bool,
+                max_repeat: int | None, rescan: bool) -> dict[str, Any]:
         with self.engine.begin() as db:  # one transaction: directories, entries, tally and report move together
             version = db.exec_driver_sql(f"SELECT value FROM {STATE} WHERE key = 'version'").scalar() or 0
             was_empty = db.exec_driver_sql(f"SELECT path FROM {DIRECTORIES} LIMIT 1").first() is None

@@ -1,10 +1,11 @@
 """Reading a results tree directory by directory, into index entries.
 
-The same walk as ``benchmark.results.iter_record_paths``: ``episode_*.json`` files, no hidden
-names (atomic-write temp files are hidden), no ``videos/``, symlinked folders below the policy
-level not followed. A directory (and a file) modified within ``SETTLE_NS`` of the scan is
-stored as unsettled, so that the next run looks at it again: a change in the same clock
-tick as the scan would otherwise go unseen.
+The same files as ``benchmark.results.iter_record_paths``: ``episode_*.json``, no hidden names
+(atomic-write temp files are hidden), nothing under ``videos/``, symlinked folders below the
+policy level not followed; a folder named like a record is reported as an unreadable record.
+A directory (and a file) modified within ``SETTLE_NS`` of the scan is stored as unsettled, so
+that the next run looks at it again: a change in the same clock tick as the scan would
+otherwise go unseen.
 """
 
 from __future__ import annotations
@@ -37,12 +38,7 @@ class DirectoryScan:
     mtime_ns: int  # UNSETTLED when too recent to trust
     subdirs: list[str] = field(default_factory=list)
     entries: list[list] = field(default_factory=list)
-    entries_json: bytes | None = None  # instead of entries, when read by a pool process
-
-    def entry_list(self) -> list[list]:
-        if self.entries_json is not None:
-            return orjson.loads(self.entries_json)
-        return self.entries
+    entries_json: bytes | None = None  # the entries already serialized (forked readers, rescans)
 
     def to_json(self) -> bytes:
         return self.entries_json if self.entries_json is not None else orjson.dumps(self.entries)

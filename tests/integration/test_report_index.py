@@ -143,11 +143,20 @@ def test_rescan_finds_in_place_rewrites_in_settled_folders(tmp_path, quick_settl
     assert with_index["io_errors"]["json_decode_error"] == 1
 
 
-def test_a_damaged_index_is_rebuilt_with_a_warning(tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["not a database", "pages overwritten"])
+def test_a_damaged_index_is_rebuilt_with_a_warning(tmp_path, capsys, damage):
     rng = random.Random(5)
     root, index = tmp_path / "results", tmp_path / "index.sqlite"
-    write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
-    index.write_bytes(b"this is not an sqlite database" * 100)
+    for setting in SETTINGS:
+        write_record(root, record("A", setting, TASKS[0], 0, rng))
+    if damage == "not a database":
+        index.write_bytes(b"this is not an sqlite database" * 100)
+    else:
+        both(root, index)
+        data = bytearray(index.read_bytes())
+        data[4096:] = b"\xff" * (len(data) - 4096)  # every page but the header's
+        index.write_bytes(bytes(data))
+    capsys.readouterr()
     with_index, plain = both(root, index)
     assert with_index == plain
     assert "unreadable" in capsys.readouterr().err
