@@ -219,11 +219,7 @@ def _fast_or_none(fast_loads: Callable[[bytes], Any] | None, raw: bytes) -> Any:
 def load_spec(name_or_path: str | Path, fast_loads: Callable[[bytes], Any] | None = None) -> Spec:
     """Resolve, read, parse and validate a spec. Raises ``SpecError`` naming file and JSON path."""
     path = resolve_spec_path(name_or_path)
-    return parse_spec(read_spec_bytes(path), source=str(path), name=spec_display_name(name_or_path, path),
+    text = str(name_or_path)
+    return parse_spec(read_spec_bytes(path), source=str(path), name=text if text in ALIASES else path.name,
                       path=path, fast_loads=fast_loads)
-
-
-def spec_display_name(name_or_path: str | Path, path: Path) -> str:
-    """An alias as given, else the file name."""
-    return str(name_or_path) if str(name_or_path) in ALIASES else path.name
 

@@ -30,6 +30,9 @@ from reporting.spec_digest import SpecDigest
 def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *, include_all_tasks: bool = False,
                 max_repeat: int | None = None, index_path: Path | None = None, rescan: bool = False) -> dict:
     """The report dict; with ``index_path``, through the index (and its cache of the last report)."""
+    for policy in policies or ():
+        if not policy or policy.startswith(".") or "/" in policy or os.sep in policy:
+            raise UserError(f"--policy {policy!r}: give the name of a policy folder in {results_dir}")
     chosen = policies or sorted(p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not chosen:
         raise UserError(f"no policy folders in {results_dir}")

@@ -147,7 +147,8 @@ def test_markdown_is_deterministic_and_csv_has_every_table(tree, tmp_path):
 def test_bad_input_exits_2_without_traceback(tree, tmp_path):
     root, _ = tree
     for args, words in [(["--results-dir", str(tmp_path / "none")], "does not exist"),
-                        (["--results-dir", str(root), "--spec", str(tmp_path / "x.json")], "spec file not found")]:
+                        (["--results-dir", str(root), "--spec", str(tmp_path / "x.json")], "spec file not found"),
+                        (["--results-dir", str(root), "--policy", "../A"], "name of a policy folder")]:
         result = subprocess.run([sys.executable, "-m", "reporting.cli", *args], capture_output=True, text=True)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
 
