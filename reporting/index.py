@@ -225,12 +225,12 @@ class RecordIndex:
             if "/" in path:
                 children[path.rsplit("/", 1)[0]].add(path)
         for done in rescans:
-            listed = {f"{done.scan.path}/{name}" for name in done.scan.subdirs}
-            new_roots.extend(sorted(child for child in listed if child not in known))
-            gone |= children[done.scan.path] - listed
+            gone |= children[done.scan.path] - {f"{done.scan.path}/{name}" for name in done.scan.subdirs}
         if gone:
             gone |= {path for path in known if _ancestors(path) & gone}
         rescans = [done for done in rescans if done.scan.path not in gone]
+        for done in rescans:
+            new_roots.extend(child for name in done.scan.subdirs if (child := f"{done.scan.path}/{name}") not in known)
         new_scans, new_tally = scan_trees(self.root, new_roots, digest) if new_roots else ([], None)
         gone_entries = self._entries(db, sorted(gone))
         changes = [Change(done.scan.path, done.removed, done.added) for done in rescans]
