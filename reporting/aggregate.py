@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmark.results import JSON_DECODE_ERROR, OS_ERROR
 from reporting.spec_digest import SpecDigest
-from reporting.stats import cluster_bootstraps, mcnemar_exact, paired_difference, wilson
+from reporting.stats import cluster_bootstrap_rows, mcnemar_exact, paired_difference, wilson_many
 from reporting.tally import (
     COMPLETED,
     CONFIG_MISMATCH,
@@ -57,7 +57,9 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
         observed |= c[COMPLETED].sum(axis=(0, 2)) > 0
     tasks = list(range(len(digest.tasks))) if include_all_tasks else np.flatnonzero(observed).tolist()
     in_scope = _in_scope(max_repeat)
-    per_policy = {p: _policy_report(digest, counts[p], caused, folders[p], tasks, repeats, in_scope) for p in names}
+    layout = GroupLayout(digest)
+    per_policy = {p: _policy_report(digest, counts[p], caused, folders[p], tasks, repeats, in_scope, layout)
+                  for p in names}
     global_errors: Counter = Counter()
     for p in names:
         global_errors.update(_labels(folders[p], in_scope))
@@ -97,78 +99,82 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
     }
 
 
-def stats(completed: int, valid: int, successes: int, eff: tuple[int, int, int], expected: int,
-          cluster_interval: tuple[float, float]) -> dict[str, Any]:
-    """The stats of a group; ``cluster_interval``: the bootstrap over its tasks."""
+def group_stats(counts: np.ndarray, eff: np.ndarray, expected: np.ndarray,
+                cluster_interval: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]]:
+    """The stats of many groups at once: ``counts`` and ``eff`` are (count, group) arrays of
+    all episodes and of the caused_failure ones; ``cluster_interval`` the bootstrap over tasks."""
+    completed, valid, successes = counts
     eff_total, eff_valid, eff_successes = eff
-    return {
-        "completed": completed,
-        "expected": expected,
-        "progress": completed / expected if expected else 0.0,
-        "valid": valid,
-        "errors": completed - valid,
-        "successes": successes,
-        "success_rate": successes / valid if valid else 0.0,
-        "eff_total": eff_total,
-        "eff_valid": eff_valid,
-        "eff_successes": eff_successes,
-        "eff_success_rate": eff_successes / eff_valid if eff_valid else 0.0,
-        "success_rate_all": successes / completed if completed else 0.0,
-        "success_rate_ci95": list(wilson(successes, valid)),
-        "success_rate_ci95_cluster": list(cluster_interval),
-        "success_rate_all_ci95": list(wilson(successes, completed)),
-        "eff_success_rate_ci95": list(wilson(eff_successes, eff_valid)),
-    }
+    with np.errstate(divide="ignore", invalid="ignore"):
+        columns = {
+            "completed": completed, "expected": expected,
+            "progress": np.where(expected > 0, completed / expected, 0.0),
+            "valid": valid, "errors": completed - valid, "successes": successes,
+            "success_rate": np.where(valid > 0, successes / valid, 0.0),
+            "eff_total": eff_total, "eff_valid": eff_valid, "eff_successes": eff_successes,
+            "eff_success_rate": np.where(eff_valid > 0, eff_successes / eff_valid, 0.0),
+            "success_rate_all": np.where(completed > 0, successes / completed, 0.0),
+        }
+    intervals = {"success_rate_ci95": wilson_many(successes, valid), "success_rate_ci95_cluster": cluster_interval,
+                 "success_rate_all_ci95": wilson_many(successes, completed),
+                 "eff_success_rate_ci95": wilson_many(eff_successes, eff_valid)}
+    plain = {key: np.asarray(values).tolist() for key, values in columns.items()}
+    pairs = {key: list(zip(low.tolist(), high.tolist(), strict=True)) for key, (low, high) in intervals.items()}
+    order = list(columns) + list(intervals)
+    # Key order of today's report, then the intervals.
+    return [{key: (list(pairs[key][i]) if key in pairs else plain[key][i]) for key in order}
+            for i in range(len(plain["completed"]))]
+
+
+class GroupLayout:
+    """The groups of a policy's report as rows of a (group, setting) membership matrix: overall,
+    each setting, each value of each dimension."""
+
+    def __init__(self, digest: SpecDigest) -> None:
+        settings = digest.settings
+        rows = [[True] * len(settings)] + [[i == j for j in range(len(settings))] for i in range(len(settings))]
+        self.dimensions: dict[str, dict[str, int]] = {}
+        for dimension in DIMENSIONS:
+            values: dict[str, list[bool]] = {}
+            for index, s in enumerate(settings):
+                values.setdefault(getattr(s, dimension), [False] * len(settings))[index] = True
+            self.dimensions[dimension] = {}
+            for value, member in values.items():
+                self.dimensions[dimension][value] = len(rows)
+                rows.append(member)
+        self.members = np.array(rows, dtype=np.int64)
+        self.settings_per_group = self.members.sum(axis=1)
+        self.by_name = sorted(range(len(digest.tasks)), key=lambda t: digest.tasks[t])  # clusters' order
 
 
 def _policy_report(digest: SpecDigest, counts: np.ndarray, caused: np.ndarray, folder: FolderTally,
-                   tasks: list[int], repeats: int, in_scope) -> dict[str, Any]:
+                   tasks: list[int], repeats: int, in_scope, layout: GroupLayout) -> dict[str, Any]:
     n_settings, n_tasks = len(digest.settings), len(tasks)
-    # (count, setting, task) sums over repeats, and the same over the caused_failure episodes.
+    # (count, setting, task) sums over repeats, of all episodes and of the caused_failure ones.
     grid = counts.sum(axis=3, dtype=np.int64)
     eff_grid = (counts * caused).sum(axis=3, dtype=np.int64)
-    by_name = sorted(range(len(digest.tasks)), key=lambda t: digest.tasks[t])  # clusters in task-name order
-
-    # Every group first, then all their bootstrap intervals in one batch.
-    groups: list[tuple[list[int], list[int], int, list[tuple[int, int]]]] = []
-
-    def group(g: np.ndarray, e: np.ndarray, expected: int) -> int:
-        """Queue the group of (count, task) sums ``g`` (``e``: its caused_failure episodes)."""
-        clusters = [(k, n) for k, n in zip(g[SUCCESSES, by_name].tolist(), g[VALID, by_name].tolist(), strict=True)
-                    if n]
-        groups.append((g.sum(axis=1).tolist(), e.sum(axis=1).tolist(), expected, clusters))
-        return len(groups) - 1
-
-    overall = group(grid.sum(axis=1), eff_grid.sum(axis=1), n_settings * n_tasks * repeats)
-    settings = [group(grid[:, index], eff_grid[:, index], n_tasks * repeats) for index in range(n_settings)]
-    dimensions: dict[str, dict[str, int]] = {}
-    for dimension in DIMENSIONS:
-        values: dict[str, list[int]] = {}
-        for index, s in enumerate(digest.settings):
-            values.setdefault(getattr(s, dimension), []).append(index)
-        dimensions[dimension] = {value: group(grid[:, indices].sum(axis=1), eff_grid[:, indices].sum(axis=1),
-                                              len(indices) * n_tasks * repeats) for value, indices in values.items()}
-    task_totals, eff_totals = grid.sum(axis=1).T.tolist(), eff_grid.sum(axis=1).T.tolist()  # [task][count]
-    for t in tasks:  # one cluster each: no bootstrap needed, but the same path
-        c = task_totals[t]
-        groups.append(([c[COMPLETED], c[VALID], c[SUCCESSES]], eff_totals[t], n_settings * repeats,
-                       [(c[SUCCESSES], c[VALID])] if c[VALID] else []))
-    intervals = cluster_bootstraps([g[3] for g in groups])
-    done = [stats(c[COMPLETED], c[VALID], c[SUCCESSES], (e[COMPLETED], e[VALID], e[SUCCESSES]), expected, interval)
-            for (c, e, expected, _), interval in zip(groups, intervals, strict=True)]
-    per_setting = [{"setting_id": s.id, "perturb_type": s.perturb_type, "severity": s.severity, "timing": s.timing,
-                    **done[settings[index]]} for index, s in enumerate(digest.settings)]
-    per_dimension = {dimension: {value: done[i] for value, i in values.items()}
-                     for dimension, values in dimensions.items()}
-    first_task = len(groups) - len(tasks)
-    per_task = [{"task": digest.tasks[t], **done[first_task + i]} for i, t in enumerate(tasks)]
+    groups = np.einsum("gs,kst->kgt", layout.members, grid)  # (count, group, task)
+    eff_groups = np.einsum("gs,kst->kgt", layout.members, eff_grid)
+    named = groups[:, :, layout.by_name]
+    grouped = group_stats(groups.sum(axis=2), eff_groups.sum(axis=2), layout.settings_per_group * n_tasks * repeats,
+                          cluster_bootstrap_rows(named[SUCCESSES], named[VALID]))
+    # Per task: one cluster each, so the "bootstrap" is the task's own rate.
+    by_task, eff_by_task = grid.sum(axis=1)[:, tasks], eff_grid.sum(axis=1)[:, tasks]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own_rate = np.where(by_task[VALID] > 0, by_task[SUCCESSES] / by_task[VALID], 0.0)
+    has_valid = by_task[VALID] > 0
+    per_task = [{"task": digest.tasks[t], **row} for t, row in zip(tasks, group_stats(
+        by_task, eff_by_task, np.full(n_tasks, n_settings * repeats),
+        (np.where(has_valid, own_rate, 0.0), np.where(has_valid, own_rate, 1.0))), strict=True)]
     per_task.sort(key=lambda x: (x["progress"], x["success_rate"], x["task"]))
     cells = grid.tolist()  # [count][setting][task]
     return {
-        "overall": done[overall],
+        "overall": grouped[0],
         "error_types": _top(_labels(folder, in_scope)),
-        "per_setting": per_setting,
-        "per_dimension": per_dimension,
+        "per_setting": [{"setting_id": s.id, "perturb_type": s.perturb_type, "severity": s.severity,
+                         "timing": s.timing, **grouped[1 + index]} for index, s in enumerate(digest.settings)],
+        "per_dimension": {dimension: {value: grouped[row] for value, row in values.items()}
+                          for dimension, values in layout.dimensions.items()},
         "per_task": per_task,
         # Added: the setting x task grid (the HTML heatmap), in spec order.
         "per_setting_task": [

@@ -1,9 +1,9 @@
 """Intervals and paired comparisons for success rates (pure functions).
 
-- ``wilson``: the Wilson score interval of k successes in n trials.
+- ``wilson``: the Wilson score interval of k successes in n trials (``wilson_many``: of arrays).
 - ``cluster_bootstrap``: a percentile bootstrap that resamples whole clusters (tasks), because
   the repeats of one task share one scene and are not independent; naive intervals are too
-  narrow. Deterministic: a fixed seed.
+  narrow. Deterministic: a fixed seed. ``cluster_bootstrap_rows``: of many groups at once.
 - ``paired_difference``: Newcombe's interval (method 10) for the difference of two paired
   proportions, and ``mcnemar_exact``: the exact two-sided McNemar test on the discordant pairs.
 """
@@ -32,35 +32,49 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def wilson_many(successes: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """``wilson`` of many (successes, n) at once: the same operations in the same order, so the
+    same bits."""
+    successes, n = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = successes / n
+        denominator = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denominator
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+        low, high = np.maximum(0.0, centre - half), np.minimum(1.0, centre + half)
+    empty = n == 0
+    return np.where(empty, 0.0, low), np.where(empty, 1.0, high)
+
+
+def cluster_bootstrap_rows(successes: np.ndarray, n: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
+                           seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``cluster_bootstrap`` of each row of (groups, clusters) arrays (clusters with n = 0 are
+    left out, as there): rows with as many clusters share the draws and one matrix product."""
+    low, high = np.zeros(len(n)), np.ones(len(n))
+    kept = n > 0
+    sizes = kept.sum(axis=1)
+    single = np.flatnonzero(sizes == 1)
+    if len(single):
+        k, m = successes[single][kept[single]], n[single][kept[single]]
+        low[single] = high[single] = k / m
+    low_rank, high_rank = int(0.025 * (samples - 1)), math.ceil(0.975 * (samples - 1))
+    for size in np.unique(sizes[sizes > 1]).tolist():
+        rows = np.flatnonzero(sizes == size)
+        mask = kept[rows]
+        k = successes[rows][mask].reshape(len(rows), size).astype(np.float64)
+        m = n[rows][mask].reshape(len(rows), size).astype(np.float64)
+        draws = _multiplicities(size, samples, seed)
+        rates = np.partition((draws @ k.T) / (draws @ m.T), (low_rank, high_rank), axis=0)  # exact integer sums
+        low[rows], high[rows] = rates[low_rank], rates[high_rank]
+    return low, high
+
+
 def cluster_bootstrap(clusters: Sequence[tuple[int, int]], samples: int = BOOTSTRAP_SAMPLES,
                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """95% percentile interval of sum(k)/sum(n), resampling (k, n) clusters with replacement."""
-    return cluster_bootstraps([clusters], samples, seed)[0]
-
-
-def cluster_bootstraps(groups: Sequence[Sequence[tuple[int, int]]], samples: int = BOOTSTRAP_SAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> list[tuple[float, float]]:
-    """``cluster_bootstrap`` of many groups at once: groups with as many clusters share the
-    draws, so their sums are one matrix product and their sorts one call."""
-    intervals: list[tuple[float, float]] = [(0.0, 1.0)] * len(groups)
-    by_size: dict[int, list[int]] = {}
-    for index, group in enumerate(groups):
-        kept = [c for c in group if c[1] > 0]
-        if len(kept) == 1:
-            k, n = kept[0]
-            intervals[index] = (k / n, k / n)
-        elif kept:
-            by_size.setdefault(len(kept), []).append(index)
-    low, high = int(0.025 * (samples - 1)), math.ceil(0.975 * (samples - 1))
-    for size, members in by_size.items():
-        counts = np.array([[c for c in groups[i] if c[1] > 0] for i in members], dtype=np.float64)  # (g, size, 2)
-        resampled = _multiplicities(size, samples, seed) @ counts  # (g, samples, 2): exact integer sums
-        # The two percentiles are order statistics: a partition finds them without a full sort.
-        rates = np.partition(resampled[:, :, 0] / resampled[:, :, 1], (low, high), axis=1)
-        for i, (lo, hi) in zip(members, zip(rates[:, low].tolist(), rates[:, high].tolist(), strict=True),
-                               strict=True):
-            intervals[i] = (lo, hi)
-    return intervals
+    counts = np.array(list(clusters), dtype=np.int64).reshape(-1, 2)
+    low, high = cluster_bootstrap_rows(counts[None, :, 0], counts[None, :, 1], samples, seed)
+    return (float(low[0]), float(high[0]))
 
 
 @functools.lru_cache(maxsize=64)
