@@ -64,8 +64,8 @@ def cluster_bootstrap_rows(successes: np.ndarray, n: np.ndarray, samples: int = 
         k = successes[rows][mask].reshape(len(rows), size).astype(np.float64)
         m = n[rows][mask].reshape(len(rows), size).astype(np.float64)
         draws = _multiplicities(size, samples, seed)
-        rates = np.partition((draws @ k.T) / (draws @ m.T), (low_rank, high_rank), axis=0)  # exact integer sums
-        low[rows], high[rows] = rates[low_rank], rates[high_rank]
+        rates = np.partition((k @ draws.T) / (m @ draws.T), (low_rank, high_rank), axis=1)  # exact integer sums
+        low[rows], high[rows] = rates[:, low_rank], rates[:, high_rank]
     return low, high
 
 
