@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.random import default_rng  # numpy loads it lazily, inside the first report otherwise
 
 Z95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 2000
@@ -58,7 +59,7 @@ def cluster_bootstrap_rows(successes: np.ndarray, n: np.ndarray, samples: int = 
         k, m = successes[single][kept[single]], n[single][kept[single]]
         low[single] = high[single] = k / m
     low_rank, high_rank = int(0.025 * (samples - 1)), math.ceil(0.975 * (samples - 1))
-    for size in np.unique(sizes[sizes > 1]).tolist():
+    for size in sorted(set(sizes[sizes > 1].tolist())):  # not np.unique: it imports numpy.ma (14 ms)
         rows = np.flatnonzero(sizes == size)
         mask = kept[rows]
         k = successes[rows][mask].reshape(len(rows), size).astype(np.float64)
@@ -81,10 +82,9 @@ def cluster_bootstrap(clusters: Sequence[tuple[int, int]], samples: int = BOOTST
 def _multiplicities(clusters: int, samples: int, seed: int) -> np.ndarray:
     """How often each cluster is drawn in each bootstrap sample: the draws depend only on the
     number of clusters, so a report's hundreds of intervals share them (and one matrix product)."""
-    draws = np.random.default_rng(seed).integers(0, clusters, size=(samples, clusters))
-    counts = np.zeros((samples, clusters), dtype=np.float64)
-    np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
-    return counts
+    draws = default_rng(seed).integers(0, clusters, size=(samples, clusters))
+    cells = (np.arange(samples)[:, None] * clusters + draws).ravel()
+    return np.bincount(cells, minlength=samples * clusters).reshape(samples, clusters).astype(np.float64)
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
