@@ -56,6 +56,14 @@ def tree(tmp_path_factory):
     other_key = EpisodeKey(other["policy"], other["setting_id"], other["task"], other["repeat_idx"])
     write_record(root, other)  # overwrites written[2] on disk
     written = [r for r in written if EpisodeKey(r["policy"], r["setting_id"], r["task"], r["repeat_idx"]) != other_key]
+    # A record in another policy's folder (misplaced), and a second file of one episode (duplicate).
+    misplaced = copy.deepcopy(written[3])
+    misplaced["policy"] = "B"
+    (root / "A" / SETTINGS[1] / TASKS[1] / "episode_17.json").write_text(json.dumps(misplaced))
+    source = next(r for r in written if r["policy"] == "A" and r["repeat_idx"] < 3)
+    duplicate_path = EpisodeKey("A", source["setting_id"], source["task"], 16).result_path(root)
+    duplicate_path.write_text(json.dumps(source))
+    written.append(source)  # counted, as today's tool counts it
     (root / "A" / SETTINGS[0] / TASKS[0] / "episode_19.json").write_text('{"success": tr')
     (root / "B" / SETTINGS[0] / TASKS[0] / "episode_18.json").write_text("")
     return root, written
@@ -110,6 +118,7 @@ def test_every_number_matches_an_independent_count(tree):
         assert per["error_types"] == dict(errors.most_common(20))
     assert sum(report["out_of_spec"].values()) == 2  # the unknown setting and repeat 25
     assert sum(report["config_mismatch"].values()) == 1
+    assert report["misplaced"] == {"A": 1} and report["duplicates"] == {"A": 1}
     assert report["io_errors"]["json_decode_error"] == 2
     assert {Path(p["path"]).name for p in report["io_errors"]["first_paths"]} == {"episode_19.json", "episode_18.json"}
     assert report["spec_summary"]["sha256"] == load_spec("lm20").sha256
