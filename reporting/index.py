@@ -35,9 +35,10 @@ import orjson
 import sqlalchemy.dialects.sqlite  # noqa: F401 - loaded here, not lazily inside the first report
 from sqlalchemy import Integer, LargeBinary, String, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from benchmark.cli_support import UserError
 from benchmark.spec import load_spec, resolve_spec_path
 from reporting.aggregate import build_report
 from reporting.scan import rescan_directories, scan_trees
@@ -45,6 +46,7 @@ from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
 SCHEMA = 2  # in the table names: a new layout starts a new index beside the old tables
+LOCK_WAIT_S = 60.0  # how long a report waits for another one updating the same index
 
 
 class Base(DeclarativeBase):
@@ -133,8 +135,17 @@ class RecordIndex:
         index_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()
+        except OperationalError as exc:
+            raise self._unusable(exc) from None
         except DatabaseError as exc:
             self._rebuild(exc)
+
+    def _unusable(self, exc: OperationalError) -> UserError:
+        """Busy (another report holds the lock) or not openable: say so; never rebuild it then."""
+        busy = "locked" in str(exc.orig) or "busy" in str(exc.orig)
+        return UserError(f"report index {self.index_path}: {exc.orig}; "
+                         + ("another rtbench-report is updating it: wait for it, or " if busy else "")
+                         + "pass --index PATH for another index file, or --no-index")
 
     def _rebuild(self, exc: DatabaseError) -> None:
         # Derived data: a damaged index (a crash mid-write, a stray file) is rebuilt, not fatal.
@@ -145,9 +156,10 @@ class RecordIndex:
         self._open()
 
     def _open(self) -> None:
-        self.engine = create_engine(f"sqlite:///{self.index_path}")
+        self.engine = create_engine(f"sqlite:///{self.index_path}", connect_args={"timeout": LOCK_WAIT_S})
         # WAL, no fsync per commit: the index is a cache; losing its last commit costs a re-read.
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "begin", _begin_immediate)
         Base.metadata.create_all(self.engine)
         with self.engine.connect() as db:
             db.exec_driver_sql(f"SELECT value FROM {STATE} LIMIT 1").all()
@@ -164,6 +176,8 @@ class RecordIndex:
                    "rescan": rescan}
         try:
             return self._report(spec_ref, policies, **options)
+        except OperationalError as exc:
+            raise self._unusable(exc) from None
         except DatabaseError as exc:  # damage found past the first query: start afresh, once
             self._rebuild(exc)
             return self._report(spec_ref, policies, **options)
@@ -321,7 +335,14 @@ def _ancestors(path: str) -> set[str]:
 
 
 def _sqlite_pragmas(connection, _record) -> None:
+    connection.isolation_level = None  # transactions begin in _begin_immediate, not in the driver
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=OFF")
     cursor.close()
+
+
+def _begin_immediate(connection: Connection) -> None:
+    # Take the write lock first: a second report then waits (up to LOCK_WAIT_S) for the first
+    # to finish, instead of failing when its snapshot turns stale at its first write.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -176,3 +176,55 @@ def test_a_failing_reader_is_an_error_with_its_traceback(tmp_path, monkeypatch, 
     with pytest.raises((RuntimeError, OSError), match="disk on fire"):
         make_report(root, "lm20", None)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # nothing half-written
+
+
+def test_a_busy_index_is_waited_for_then_named_never_rebuilt(tmp_path, monkeypatch):
+    import sqlite3
+
+    import reporting.index
+    from benchmark.cli_support import UserError
+
+    rng = random.Random(8)
+    root, index = tmp_path / "results", tmp_path / "index.sqlite"
+    write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
+    make_report(root, "lm20", None, index_path=index)
+    monkeypatch.setattr(reporting.index, "LOCK_WAIT_S", 0.3)
+    other = sqlite3.connect(index)
+    other.execute("BEGIN IMMEDIATE")  # another report, mid-update
+    write_record(root, record("A", SETTINGS[0], TASKS[0], 1, rng))
+    try:
+        with pytest.raises(UserError, match="another rtbench-report is updating it"):
+            make_report(root, "lm20", None, index_path=index)
+    finally:
+        other.rollback()
+        other.close()
+    with_index, plain = both(root, index)  # the index survived, and catches up
+    assert with_index == plain and with_index["per_policy"]["A"]["overall"]["completed"] == 2
+
+
+def test_a_second_report_waits_for_the_first(tmp_path):
+    import sqlite3
+    import threading
+
+    rng = random.Random(9)
+    root, index = tmp_path / "results", tmp_path / "index.sqlite"
+    write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
+    make_report(root, "lm20", None, index_path=index)
+    holding, release = threading.Event(), threading.Event()
+
+    def first_report() -> None:
+        other = sqlite3.connect(index, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        release.wait(5)
+        other.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=first_report)
+    thread.start()
+    holding.wait(5)
+    threading.Timer(0.5, release.set).start()
+    start = time.monotonic()
+    report = make_report(root, "lm20", None, index_path=index)
+    thread.join()
+    assert time.monotonic() - start >= 0.4 and report["per_policy"]["A"]["overall"]["completed"] == 1
