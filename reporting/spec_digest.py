@@ -52,9 +52,6 @@ class SpecDigest:
     def shape(self) -> tuple[int, int, int]:
         return (len(self.settings), len(self.tasks), self.repeats)
 
-    def slot_hash(self, slot: int) -> str:
-        return self.config_hashes[slot * HASH_CHARS:(slot + 1) * HASH_CHARS]
-
     def to_blobs(self) -> tuple[bytes, bytes]:
         meta = {"name": self.name, "sha256": self.sha256, "tasks": self.tasks, "repeats": self.repeats,
                 "settings": [[s.id, s.perturb_type, s.severity, s.timing] for s in self.settings],

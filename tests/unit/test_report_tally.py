@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from benchmark.spec import load_spec
 from reporting.entries import config_hash
-from reporting.spec_digest import SpecDigest
+from reporting.spec_digest import HASH_CHARS, SpecDigest
 from reporting.tally import COMPLETED, CONFIG_MISMATCH, MISPLACED, OUT_OF_SPEC, SUCCESSES, VALID, Tally
 
 SPEC = load_spec("lm20")
@@ -103,7 +103,7 @@ def test_spec_digest_round_trips_and_knows_caused_failure():
     assert digest.has_caused_failure_data and not DIGEST.has_caused_failure_data
     s, t = verified.settings[1], verified.tasks[2]
     slot = (1 * len(verified.tasks) + 2) * verified.repeats + 3
-    assert digest.slot_hash(slot) == config_hash(verified.config(s.id, t, 3))
+    assert digest.config_hashes[slot * HASH_CHARS:(slot + 1) * HASH_CHARS] == config_hash(verified.config(s.id, t, 3))
     assert digest.caused_failure[slot] == (verified.config(s.id, t, 3).get("caused_failure") is True)
 
 
