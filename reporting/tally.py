@@ -2,8 +2,8 @@
 is derived from them, and they are kept up to date by adding and removing index entries, so
 a report after 1% more files costs 1% of the reading.
 
-A record counts towards its folder's policy. Before it reaches a slot it is checked, in
-today's order: a record naming another policy than its folder is ``misplaced``; unknown
+A record counts towards its folder's policy. Before it reaches a slot it is checked, in this
+order: a record naming another policy than its folder is ``misplaced``; unknown
 settings or tasks and repeats beyond the spec are ``out_of_spec``; a logged config that is
 not the spec's is ``config_mismatch``. Exclusions and error labels are kept per repeat index
 (-1 when the record has none), so that ``--max-repeat`` can filter them afterwards.

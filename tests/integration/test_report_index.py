@@ -228,3 +228,42 @@ def test_a_second_report_waits_for_the_first(tmp_path):
     report = make_report(root, "lm20", None, index_path=index)
     thread.join()
     assert time.monotonic() - start >= 0.4 and report["per_policy"]["A"]["overall"]["completed"] == 1
+
+
+def test_the_index_follows_a_git_pull(tmp_path, quick_settle):
+    """Results copied around with git (a bare repository as the remote): a pull replaces files
+    by unlinking and creating them, which the index sees in their folders' mtimes."""
+    import subprocess
+
+    def git(cwd: Path, *args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=rtbench", "-c", "user.email=rtbench@example.invalid", *args],
+                       cwd=cwd, check=True, capture_output=True)
+
+    rng = random.Random(10)
+    git(tmp_path, "init", "--bare", "-b", "main", "remote.git")
+    for clone in ("here", "there"):
+        git(tmp_path, "clone", "remote.git", clone)
+    here, there = tmp_path / "here", tmp_path / "there"
+    for setting in SETTINGS:
+        write_record(there / "results", record("A", setting, TASKS[0], 0, rng))
+    git(there, "add", "-A")
+    git(there, "commit", "-m", "first results")
+    git(there, "push", "origin", "HEAD:main")
+    git(here, "pull", "origin", "main")
+    time.sleep(SETTLE_S * 2)  # settled: from now on the index trusts folders whose mtime stays
+    index = here / ".rtbench" / "report-index.sqlite"
+    first, plain = both(here / "results", index)
+    assert first == plain and first["per_policy"]["A"]["overall"]["completed"] == len(SETTINGS)
+    time.sleep(SETTLE_S * 2)
+    files = sorted((there / "results").rglob("episode_*.json"))
+    data = json.loads(files[0].read_text())
+    data.update(success=not data["success"], error=None)
+    files[0].write_text(json.dumps(data))  # edited in place over there: git carries it as a new file here
+    files[1].unlink()
+    write_record(there / "results", record("A", SETTINGS[0], TASKS[1], 3, rng))
+    git(there, "add", "-A")
+    git(there, "commit", "-m", "more results")
+    git(there, "push", "origin", "HEAD:main")
+    git(here, "pull", "origin", "main")
+    second, plain = both(here / "results", index)
+    assert second == plain and second != first
