@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -161,8 +162,13 @@ class RecordIndex:
         event.listen(self.engine, "connect", _sqlite_pragmas)
         event.listen(self.engine, "begin", _begin_immediate)
         Base.metadata.create_all(self.engine)
-        with self.engine.connect() as db:
+        with self.engine.begin() as db:
             db.exec_driver_sql(f"SELECT value FROM {STATE} LIMIT 1").all()
+            # Tables of an older layout (an index written by an earlier rtbench) only take space.
+            current = set(Base.metadata.tables)
+            for (name,) in db.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").all():
+                if re.fullmatch(r"\w+_v\d+", name) and name not in current:
+                    db.exec_driver_sql(f'DROP TABLE "{name}"')
 
     def close(self) -> None:
         self.engine.dispose()

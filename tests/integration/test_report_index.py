@@ -267,3 +267,19 @@ def test_the_index_follows_a_git_pull(tmp_path, quick_settle):
     git(here, "pull", "origin", "main")
     second, plain = both(here / "results", index)
     assert second == plain and second != first
+
+
+def test_tables_of_an_older_index_layout_are_dropped(tmp_path):
+    import sqlite3
+
+    rng = random.Random(11)
+    root, index = tmp_path / "results", tmp_path / "index.sqlite"
+    write_record(root, record("A", SETTINGS[0], TASKS[0], 0, rng))
+    with sqlite3.connect(index) as old:
+        old.execute("CREATE TABLE record_files_v1 (path TEXT PRIMARY KEY, size INTEGER)")
+        old.execute("INSERT INTO record_files_v1 VALUES ('x', 1)")
+    with_index, plain = both(root, index)
+    assert with_index == plain
+    with sqlite3.connect(index) as db:
+        names = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "record_files_v1" not in names and "directories_v2" in names
