@@ -246,6 +246,10 @@ def _fill_from_path(record: dict[str, Any], path: str, results_dir: str) -> None
             record["repeat_idx"] = index
 
 
+def is_record_file_name(name: str) -> bool:
+    return name.startswith("episode_") and name.endswith(".json")
+
+
 def iter_record_paths(results_dir: str | os.PathLike[str], policies: Iterable[str] | None = None) -> Iterator[str]:
     """Paths of ``episode_<i>.json`` files under ``results_dir``, in sorted order.
 
@@ -268,7 +272,7 @@ def _walk(directory: str) -> Iterator[str]:
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in SKIPPED_DIRS:
                 yield from _walk(entry.path)
-        elif entry.name.startswith("episode_") and entry.name.endswith(".json"):
+        elif is_record_file_name(entry.name):
             yield entry.path
 
 

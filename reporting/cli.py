@@ -11,12 +11,10 @@ import os
 from pathlib import Path
 
 import click
-import orjson
 from rich.console import Console
 
 from benchmark.atomic import write_bytes_atomic
 from benchmark.cli_support import UserError, user_errors
-from benchmark.spec import load_spec
 from reporting.aggregate import build_report
 from reporting.index import RecordIndex, default_index_path
 from reporting.render.csv_export import write_csv_tables
@@ -51,8 +49,7 @@ def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *,
 def _make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, chosen: list[str], *,
                  include_all_tasks: bool, max_repeat: int | None, index_path: Path | None, rescan: bool) -> dict:
     if index_path is None:
-        _, tally = scan_trees(os.fspath(results_dir), chosen,
-                              lambda: SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads)))
+        _, tally = scan_trees(os.fspath(results_dir), chosen, lambda: SpecDigest.load(spec_ref))
         return build_report(tally, chosen, results_dir=os.fspath(results_dir), include_all_tasks=include_all_tasks,
                             max_repeat=max_repeat)
     index = RecordIndex(results_dir, index_path)

@@ -40,7 +40,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.cli_support import UserError
-from benchmark.spec import load_spec, resolve_spec_path
+from benchmark.spec import resolve_spec_path
 from reporting.aggregate import build_report
 from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
@@ -252,11 +252,12 @@ class RecordIndex:
         for done in rescans:
             new_roots.extend(child for name in done.scan.subdirs if (child := f"{done.scan.path}/{name}") not in known)
         new_scans, new_tally = scan_trees(self.root, new_roots, digest) if new_roots else ([], None)
-        gone_entries = self._entries(db, sorted(gone))
+        gone_paths = sorted(gone)
+        gone_entries = self._entries(db, gone_paths)
         changes = [Change(done.scan.path, done.removed, done.added) for done in rescans]
         changes.extend(Change(path, entries, []) for path, entries in gone_entries.items() if entries)
-        for start in range(0, len(gone), 500):
-            batch = sorted(gone)[start:start + 500]
+        for start in range(0, len(gone_paths), 500):
+            batch = gone_paths[start:start + 500]
             for table in (DIRECTORIES, ENTRIES):
                 db.exec_driver_sql(f"DELETE FROM {table} WHERE path IN ({', '.join('?' * len(batch))})",
                                    tuple(batch))
@@ -297,7 +298,7 @@ class RecordIndex:
             if row is not None:
                 loaded.append(SpecDigest.from_blobs(*row))
                 return loaded[0]
-            parsed = SpecDigest.from_spec(load_spec(spec_ref, fast_loads=orjson.loads))
+            parsed = SpecDigest.load(spec_ref)
             db.exec_driver_sql(f"INSERT OR REPLACE INTO {SPEC_FILES} (path, size, mtime_ns, sha256) "
                                "VALUES (?, ?, ?, ?)", (key, info.st_size, info.st_mtime_ns, parsed.sha256))
             db.exec_driver_sql(f"INSERT OR REPLACE INTO {DIGESTS} (sha256, meta, caused_failure) VALUES (?, ?, ?)",

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from benchmark.results import SKIPPED_DIRS
+from benchmark.results import SKIPPED_DIRS, is_record_file_name
 from reporting.entries import MTIME, NAME, SIZE, read_entry
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
@@ -57,7 +57,7 @@ def scan_directory(results_dir: str, path: str, old_entries: dict[str, list] | N
         for name in sorted(os.listdir(fd)):
             if name.startswith("."):
                 continue
-            if not (name.startswith("episode_") and name.endswith(".json")):
+            if not is_record_file_name(name):
                 # Record names are files (a folder so named reads as an os_error): only other
                 # names need a stat to tell folders apart, and leaf folders hold none.
                 if name not in SKIPPED_DIRS and _is_folder(fd, name):

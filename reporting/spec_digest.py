@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmark.spec import Setting, Spec
+from benchmark.spec import Setting, Spec, load_spec
 from reporting.entries import config_hash
 
 HASH_CHARS = 32
@@ -43,6 +43,11 @@ class SpecDigest:
             caused_failure=np.array([c.get("caused_failure") is True for c in ordered], dtype=bool),
             config_hashes="".join(config_hash(c) for c in ordered),
         )
+
+    @classmethod
+    def load(cls, spec_ref: str) -> SpecDigest:
+        """Parse a spec (alias or path; orjson first) into its digest."""
+        return cls.from_spec(load_spec(spec_ref, fast_loads=orjson.loads))
 
     @property
     def has_caused_failure_data(self) -> bool:
