@@ -168,6 +168,8 @@ def workers(tmp_path, queue_env):
     yield start
     for worker in started:
         worker.kill_tree()
+        # Shown by pytest only when the test failed: what each worker saw, for a flaky timing.
+        print(f"--- {worker.log.name} (last 4000 characters) ---\n{worker.log_text()[-4000:]}")
 
 
 @pytest.fixture
