@@ -47,6 +47,7 @@ def infrastructure_label(exc: BaseException) -> str | None:
         return "cuda_oom"
     if isinstance(exc, ConnectionError) or names & {"ConnectionClosed", "InvalidURI", "WebSocketException"}:
         return "policy_server_lost"
-    if isinstance(exc, TimeoutError):
+    # Celery's soft time limit (billiard's SoftTimeLimitExceeded) is the queue's deadline.
+    if isinstance(exc, TimeoutError) or "SoftTimeLimitExceeded" in names:
         return "timeout"
     return None

@@ -3,12 +3,17 @@
     python -m worker                      # lease a free GPU (or wait as a hot spare), then work
     python -m worker --device cpu         # no GPU
     python -m worker -Q episodes,verify   # queues to consume
+
+SIGTERM (``docker stop``) starts Celery's cold shutdown with its soft window
+(``RTBENCH_SHUTDOWN_GRACE``): the episode in flight may finish within the window, else it goes
+back to the queue at once. The exit status is Celery's, so supervisors can restart on failure.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import click
 
@@ -32,6 +37,9 @@ Examples:
 @user_errors
 def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglevel: str) -> None:
     """Start a Celery worker with concurrency 1, pinned to one GPU slot or to the CPU."""
+    # Read by billiard when Celery's worker modules are first imported (below): SIGTERM then
+    # starts the cold shutdown (soft window, then requeue) instead of waiting for the episode.
+    os.environ["REMAP_SIGTERM"] = "SIGQUIT"
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if device:
         os.environ["RTBENCH_DEVICE"] = device
@@ -49,6 +57,9 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
         elif lease_gpus:
             raise SettingsError("--lease-gpus: no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, "
                                 "nvidia-smi -L)")
+        elif settings.device is None:
+            log.warning("no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, nvidia-smi -L): "
+                        "running episodes on the CPU; set RTBENCH_DEVICE=cpu to say that is intended")
     if gpu is not None:
         pin(gpu)
         name = f"gpu{gpu}@{settings.machine}"
@@ -62,9 +73,10 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
 
     from worker.app import app
 
-    app.worker_main(["worker", "--pool=prefork", "--concurrency=1", f"--hostname={name}",
-                     f"--queues={','.join(settings.queues)}", f"--loglevel={loglevel}", "--task-events",
-                     "--without-mingle", "--without-gossip"])
+    status = app.start(["worker", "--pool=prefork", "--concurrency=1", f"--hostname={name}",
+                       f"--queues={','.join(settings.queues)}", f"--loglevel={loglevel}", "--task-events",
+                       "--without-mingle", "--without-gossip"])
+    sys.exit(status or 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ every reliability setting says why it is set.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 
@@ -28,8 +30,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "unacked_restore_interval": settings.unacked_restore_interval_s,
         "unacked_restore_throttle": 1,
     }
-    return {
+    config = {
         "broker_url": settings.broker_url,
+        # kombu's Redis transport, except that an item it cannot decode goes to the dead-letter
+        # list instead of vanishing (worker/transport.py).
+        "broker_transport": "worker.transport:Transport",
+        # Celery's consumer, except that a message it cannot run goes to the dead-letter list,
+        # and a worker that cannot write records pauses (worker/consumer.py).
+        "worker_consumer": "worker.consumer:Consumer",
         "broker_transport_options": transport,
         # Celery reads the visibility timeout here too (result backend on Redis); same value.
         "result_backend_transport_options": dict(transport),
@@ -43,6 +51,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         # A child killed mid-episode (OOM killer, kill -9) requeues the message at once.
         "task_reject_on_worker_lost": True,
+        # ... and so does a child killed at the hard time limit (Celery would acknowledge it:
+        # the episode would vanish). The claim counts the attempt.
+        "task_acks_on_timeout": False,
         # One episode at a time per worker; no hoarding of messages other GPUs could run.
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": 1,
@@ -55,9 +66,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Events for Flower: task ids and names, worker heartbeats.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        # Containers stop with SIGTERM: give the running episode time to finish, then requeue
-        # it (soft shutdown) instead of dropping it.
-        "worker_soft_shutdown_timeout": min(60.0, settings.episode_timeout_s),
+        # Containers stop with SIGTERM, which `python -m worker` maps to Celery's cold shutdown:
+        # the episode in flight gets this window to finish, then goes back to the queue at once
+        # (its claim released) and runs elsewhere. Idle workers wait too, so that deferred
+        # (ETA) messages they hold are restored.
+        "worker_soft_shutdown_timeout": settings.shutdown_grace_s,
         "worker_enable_soft_shutdown_on_idle": True,
         "task_default_queue": settings.queues[0],
         "task_serializer": "json",
@@ -66,6 +79,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_deduplicate_successful_tasks": False,
         "worker_hijack_root_logger": False,
     }
+    if urlsplit(settings.broker_url).scheme == "rediss" and "ssl_" not in settings.broker_url:
+        # kombu turns TLS on by itself only for its own "rediss" transport name, and then
+        # without checking certificates; ours checks them unless the URL says otherwise.
+        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return config
 
 
 @app.on_configure.connect

@@ -1,22 +1,33 @@
-"""One delivery of an episode message, made idempotent (DESIGN.md "Delivery").
+"""One delivery of an episode message, made idempotent, with one outcome whatever it raises.
 
-A message is acknowledged without running only when a valid record exists or the message
-went to the dead-letter list. Otherwise the delivery claims the episode (a Redis key kept
-alive by a heartbeat), counts the attempt, runs it and writes the record atomically. A
-delivery that finds the episode claimed elsewhere is deferred, never dropped: the claim may
-belong to a worker killed a second ago and this delivery may be the last copy. An episode
-whose worker died ``max_attempts`` times is recorded as ``worker_lost`` instead of looping.
+Every delivery ends in exactly one of (DESIGN.md "Delivery"):
+
+- a record, written atomically (a valid record found on disk counts: the delivery is skipped);
+- a re-delivery: ``Defer`` (the episode is claimed by another delivery: the claim may belong to
+  a worker killed a second ago, so this copy is kept), ``Retry`` (an infrastructure failure or
+  an unexpected exception, attempts counted, with backoff) or ``Blocked`` (this machine cannot
+  write records: the message goes back to the queue uncounted and the worker pauses);
+- a dead letter with its reason and the message (malformed, wrong spec, unknown policy, or an
+  unexpected exception that outlasted the attempts).
+
+Redis errors propagate: the task sends the message back to the queue. An episode whose worker
+died ``max_attempts`` times is recorded as ``worker_lost`` instead of looping.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
 import threading
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from benchmark.atomic import fsync_directory
 from benchmark.backends import backend_class
@@ -64,11 +75,24 @@ class Defer(Exception):
 
 
 class Retry(Exception):
-    """An infrastructure failure with attempts left: run again after ``delay`` seconds."""
+    """A failure with attempts left: run again after ``delay`` seconds."""
 
-    def __init__(self, delay: float, cause: RetryableEpisodeError) -> None:
-        super().__init__(str(cause))
+    def __init__(self, delay: float, cause: str) -> None:
+        super().__init__(cause)
         self.delay, self.cause = delay, cause
+
+
+class Blocked(Exception):
+    """This worker cannot finish episodes now (its results folder cannot be written): the
+    message goes back to the queue, its attempt uncounted, and the worker pauses."""
+
+    def __init__(self, reason: str, path: str) -> None:
+        super().__init__(f"{reason} ({path})")
+        self.reason, self.path = reason, path
+
+
+def backoff_s(attempt: int) -> float:
+    return min(2.0 ** attempt, 60.0)
 
 
 class Finisher:
@@ -84,11 +108,11 @@ class Finisher:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
 
-    def submit(self, directory: Path, spec_sha: str, episode_id: str, owner: str) -> None:
+    def submit(self, directory: Path, spec_sha: str, episode_id: str, owner: str, *, done: bool) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="rtbench-finisher", daemon=True)
             self._thread.start()
-        self._queue.put((directory, spec_sha, episode_id, owner))
+        self._queue.put((directory, spec_sha, episode_id, owner, done))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -97,12 +121,14 @@ class Finisher:
 
     def _run(self) -> None:
         while True:
-            directory, spec_sha, episode_id, owner = self._queue.get()
+            directory, spec_sha, episode_id, owner, done = self._queue.get()
             try:
                 fsync_directory(directory)
-                self._state.mark_done(spec_sha, episode_id, owner)
+                self._state.mark_finished(spec_sha, episode_id, owner, done=done)
             except Exception:
-                log.exception("could not mark %s done; a later enqueue or delivery will", episode_id)
+                # The record is on disk (the source of truth): the next enqueue repairs the
+                # done-set from it, and a re-delivery finds it and skips.
+                log.exception("could not mark %s finished; the next enqueue repairs it from its record", episode_id)
             finally:
                 self._queue.task_done()
 
@@ -135,6 +161,8 @@ class ChildContext:
         return spec
 
     def policy(self, name: str) -> PolicyAdapter:
+        """The loaded adapter; an unknown name is a dead letter, any other failure to load
+        (a RuntimeError in ``load``, CUDA failing to start) propagates and is retried."""
         if name not in self._policies:
             try:
                 self._policies[name] = load_policy(name, {}, self.device)
@@ -152,33 +180,60 @@ class ChildContext:
                 "gpu": os.environ.get("RTBENCH_LEASED_GPU"), "device": self.device}
 
 
+@dataclass
+class _Progress:
+    """How far a delivery got, for the handler of an unexpected exception."""
+
+    episode_id: str | None = None
+    attempt: int = 0  # counted by our claim; 0 until the episode is claimed
+
+
 def deliver(ctx: ChildContext, args: tuple, kwargs: dict, *, hostname: str, delivery_id: str) -> str:
-    """Handle one delivery; returns what happened. Raises ``Defer``/``Retry`` to re-publish."""
+    """Handle one delivery; returns what happened.
+
+    Raises ``Defer``/``Retry`` to re-publish, ``Blocked`` or ``redis.RedisError`` to send the
+    message back to the queue. Any other exception is counted as an attempt and retried, then
+    dead-lettered with its traceback: nothing a delivery raises leaves it without a trace.
+    """
+    progress = _Progress()
+    try:
+        return _deliver(ctx, args, kwargs, hostname, delivery_id, progress)
+    except DeadLetter as dead:
+        log.warning("dead letter (%s): %s", dead.reason, dead.detail)
+        ctx.state.dead_letter(dead.reason, dead.detail, message={"args": args, "kwargs": kwargs},
+                              episode_id=progress.episode_id, worker=hostname)
+        return DEAD
+    except (Defer, Retry, Blocked, redis.RedisError):
+        raise
+    except Exception as exc:
+        return _unexpected(ctx, args, kwargs, exc, hostname, progress)
+
+
+def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delivery_id: str,
+             progress: _Progress) -> str:
     settings, state = ctx.settings, ctx.state
     try:
-        try:
-            message = parse_message(args, kwargs)
-        except MalformedMessage as bad:
-            raise DeadLetter(bad.reason, bad.detail) from None
-        key = message.key
-        existing = read_record(key.result_path(settings.results_dir), settings.results_dir)
-        if existing.status == OK and counts_as_done(existing.record):
-            state.mark_done(message.spec_sha256, key.id)
-            return SKIPPED
-        spec = ctx.spec(message)
-        policy = ctx.policy(key.policy)
-    except DeadLetter as dead:
-        episode = kwargs.get("episode_id") if isinstance(kwargs, dict) else None
-        log.warning("dead letter (%s): %s", dead.reason, dead.detail)
-        state.dead_letter(dead.reason, dead.detail, message={"args": args, "kwargs": kwargs}, episode_id=episode,
-                          worker=hostname)
-        return DEAD
+        message = parse_message(args, kwargs)
+    except MalformedMessage as bad:
+        raise DeadLetter(bad.reason, bad.detail) from None
+    key = message.key
+    progress.episode_id = key.id
+    notice = state.worker_block(hostname)
+    if notice is not None:  # paused: the parent stops consuming; a deferred copy may still arrive
+        raise Blocked(notice["reason"], notice["path"])
+    existing = read_record(key.result_path(settings.results_dir), settings.results_dir)
+    if existing.status == OK and counts_as_done(existing.record):
+        state.mark_done(message.spec_sha256, key.id)
+        return SKIPPED
+    spec = ctx.spec(message)
 
     owner = f"{hostname}:{os.getpid()}:{delivery_id}"
     attempt = state.claim(key.id, owner, settings.claim_ttl_s)
     if not attempt:
         raise Defer(settings.defer_delay_s, state.claim_owner(key.id))
-    finished = False
+    progress.attempt = attempt
+    claimed_at = time.monotonic()
+    claim_settled = False
     try:
         # Check again under the claim: another delivery may have finished (and released its
         # claim) between our first look and the claim. Never run an episode twice to completion.
@@ -195,25 +250,86 @@ def deliver(ctx: ChildContext, args: tuple, kwargs: dict, *, hostname: str, deli
                                                    attempt=attempt - 1, worker=worker)
             outcome = GAVE_UP
         else:
+            # Loaded under the claim, so that a policy or backend failing to load counts attempts.
+            policy, backend = ctx.policy(key.policy), ctx.backend()
             with state.heartbeat(key.id, owner, settings.claim_ttl_s):
                 try:
-                    record = run_episode(spec, key, policy, ctx.backend(),
+                    record = run_episode(spec, key, policy, backend,
                                          skip_expert_check=settings.skip_expert_check,
                                          timeout_s=settings.episode_timeout_s, attempt=attempt, worker=worker)
                     outcome = RAN
                 except RetryableEpisodeError as exc:
                     if attempt < settings.max_attempts:
                         state.note_error(key.id, str(exc))
-                        raise Retry(min(2.0 ** attempt, 60.0), exc) from exc
+                        raise Retry(backoff_s(attempt), str(exc)) from exc
                     record = infrastructure_failure_record(spec, key, exc, backend_name=settings.backend,
                                                            attempt=attempt, worker=worker)
                     outcome = GAVE_UP
-        path = write_record(settings.results_dir, record, sync_directory=False)
+        try:
+            path = write_record(settings.results_dir, record, sync_directory=False)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # the episode's name, not the machine
+                raise DeadLetter("unwritable_name", f"{key.id}: {exc}") from None
+            reason = f"results folder not writable: {exc.strerror or exc}"
+            target = key.result_path(settings.results_dir).parent
+            log.error("%s: record of %s not written (%s); the message goes back to the queue", hostname, key.id,
+                      reason)
+            state.block_worker(hostname, machine=settings.machine, reason=reason, path=str(target),
+                               ttl_s=settings.block_ttl_s)
+            state.unclaim(key.id, owner)
+            claim_settled = True
+            raise Blocked(reason, str(target)) from exc
         # The directory fsync (which makes the rename survive a crash) costs milliseconds: the
-        # finisher does it in the background, and only then marks the episode done.
-        ctx.finisher.submit(path.parent, spec.sha256, key.id, owner)
-        finished = True
+        # finisher does it in the background, and only then marks the episode finished.
+        ctx.finisher.submit(path.parent, spec.sha256, key.id, owner, done=counts_as_done(record))
+        claim_settled = True
         return outcome
+    except SystemExit as exc:
+        if _stopped_by_signal(exc):
+            _give_back(state, settings, key.id, owner, time.monotonic() - claimed_at)
+            claim_settled = True
+        raise
     finally:
-        if not finished:
+        if not claim_settled:
             state.release(key.id, owner)
+
+
+def _stopped_by_signal(exc: SystemExit) -> bool:
+    """billiard's children turn a terminating signal into ``SystemExit(-(256 - signum))``."""
+    return isinstance(exc.code, int) and exc.code < 0
+
+
+def _give_back(state: QueueState, settings: Settings, episode_id: str, owner: str, elapsed_s: float) -> None:
+    """The parent cancelled the episode in flight: at a shutdown (the soft window is over), give
+    it back uncounted so that another worker starts it at once; at the hard time limit, it was
+    an attempt, noted as a timeout."""
+    try:
+        if elapsed_s < settings.hard_time_limit_s - 1:
+            state.unclaim(episode_id, owner)
+        else:
+            state.note_error(episode_id, f"timeout: killed at the hard time limit ({settings.hard_time_limit_s:.0f} s)")
+            state.release(episode_id, owner)
+    except redis.RedisError:
+        log.warning("could not give back %s; its claim expires by itself", episode_id)
+
+
+def _unexpected(ctx: ChildContext, args: tuple, kwargs: dict, exc: Exception, hostname: str,
+                progress: _Progress) -> str:
+    """An exception nobody planned for: retried while attempts are left, then a dead letter."""
+    settings, state = ctx.settings, ctx.state
+    text = f"{type(exc).__name__}: {exc}"
+    episode = progress.episode_id
+    if episode is not None:
+        if progress.attempt:
+            attempt = progress.attempt
+            state.note_error(episode, f"delivery_failed: {text}")
+        else:
+            attempt = state.count_failure(episode, f"delivery_failed: {text}")
+        if attempt < settings.max_attempts:
+            log.warning("%s: attempt %d failed (%s)", episode, attempt, text, exc_info=True)
+            raise Retry(backoff_s(attempt), text) from exc
+        text = f"{text} (after {attempt} attempts)"
+    log.error("dead letter (delivery_failed): %s: %s", episode, text, exc_info=True)
+    state.dead_letter("delivery_failed", text, message={"args": args, "kwargs": kwargs}, episode_id=episode,
+                      worker=hostname, traceback=traceback.format_exc())
+    return DEAD

@@ -51,6 +51,12 @@ class Settings:
     queues: tuple[str, ...] = ("episodes",)
     preload_specs: tuple[str, ...] = ()  # loaded once in the worker's main process, inherited by children
     unacked_restore_interval_s: float = 10.0
+    # SIGTERM (docker stop) lets the episode in flight run this long, then sends it back to
+    # the queue; keep it below the container's stop grace period.
+    shutdown_grace_s: float = 5.0
+    # A worker whose results folder cannot be written stops taking episodes and looks again
+    # this often.
+    blocked_probe_s: float = 30.0
 
     @property
     def hard_time_limit_s(self) -> float:
@@ -61,6 +67,11 @@ class Settings:
         # Above the hard time limit: a message is never handed to a second worker while the
         # first may still legitimately be running it.
         return self.hard_time_limit_s + self.visibility_margin_s
+
+    @property
+    def block_ttl_s(self) -> float:
+        """How long a blocked worker's notice outlives its last probe (it vanishes with a dead worker)."""
+        return 3 * self.blocked_probe_s + 30
 
     @property
     def defer_delay_s(self) -> float:
@@ -108,9 +119,12 @@ class Settings:
         for name, key in (("EPISODE_TIMEOUT", "episode_timeout_s"), ("CLAIM_TTL", "claim_ttl_s"),
                           ("HARD_TIMEOUT_MARGIN", "hard_timeout_margin_s"),
                           ("VISIBILITY_MARGIN", "visibility_margin_s"),
-                          ("UNACKED_RESTORE_INTERVAL", "unacked_restore_interval_s")):
+                          ("UNACKED_RESTORE_INTERVAL", "unacked_restore_interval_s"),
+                          ("BLOCKED_PROBE_INTERVAL", "blocked_probe_s")):
             if (value := get(name)) is not None:
                 values[key] = _number(f"RTBENCH_{name}", value, float, 1)
+        if (value := get("SHUTDOWN_GRACE")) is not None:
+            values["shutdown_grace_s"] = _number("RTBENCH_SHUTDOWN_GRACE", value, float, 0)
         return cls(**values)
 
     def redacted(self) -> dict[str, object]:

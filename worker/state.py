@@ -11,7 +11,9 @@ Keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an episode id)
 - ``done:<sha>``      set of finished episode ids (valid or error record written)
 - ``finished:<sha>``  zset id -> finish time (progress rate for ``status``)
 - ``enqueued:<sha>``  hash id -> publish time (idempotent ``enqueue``, stale detection)
-- ``dead``            list of dead letters (JSON: reason, message, episode, worker, time)
+- ``dead``            list of dead letters (JSON: reason, detail, message, episode, worker, time)
+- ``blocked:<worker>`` why a worker stopped taking episodes (its results folder is not writable);
+                      kept alive by the worker's probe, deleted when the folder is writable again
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import redis
@@ -36,7 +39,16 @@ if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 en
 redis.call('set', KEYS[3], ARGV[3])
 return redis.call('incr', KEYS[2])
 """
+# Give back a claim whose attempt was the machine's fault, not the episode's (a results folder
+# that cannot be written, a worker shut down): the attempt is not counted.
+_UNCLAIM = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1])
+if redis.call('decr', KEYS[2]) <= 0 then redis.call('del', KEYS[2], KEYS[3]) end
+return 1
+"""
 _LOST = "worker_lost: its worker died while running it"
+RAW_LIMIT = 4096  # characters of an undecodable message kept in its dead letter
 
 
 def connect(url: str) -> redis.Redis:
@@ -55,14 +67,17 @@ class QueueState:
         ``last_error`` is set to worker_lost now and overwritten if this attempt ends in a
         known way: if the worker dies, the next delivery knows why the attempt was lost.
         """
-        keys = (f"{PREFIX}claim:{episode_id}", f"{PREFIX}attempts:{episode_id}", f"{PREFIX}last_error:{episode_id}")
-        return int(self.r.eval(_CLAIM, 3, *keys, owner, int(ttl_s * 1000), _LOST))
+        return int(self.r.eval(_CLAIM, 3, *_attempt_keys(episode_id), owner, int(ttl_s * 1000), _LOST))
 
     def claim_owner(self, episode_id: str) -> str | None:
         return self.r.get(f"{PREFIX}claim:{episode_id}")
 
     def release(self, episode_id: str, owner: str) -> None:
         self.r.eval(_RELEASE, 1, f"{PREFIX}claim:{episode_id}", owner)
+
+    def unclaim(self, episode_id: str, owner: str) -> None:
+        """Release our claim and take back the attempt it counted."""
+        self.r.eval(_UNCLAIM, 3, *_attempt_keys(episode_id), owner)
 
     def heartbeat(self, episode_id: str, owner: str, ttl_s: float) -> Heartbeat:
         return Heartbeat(self.r, f"{PREFIX}claim:{episode_id}", owner, ttl_s)
@@ -77,16 +92,51 @@ class QueueState:
     def last_error(self, episode_id: str) -> str | None:
         return self.r.get(f"{PREFIX}last_error:{episode_id}")
 
+    def count_failure(self, episode_id: str, text: str) -> int:
+        """Count a delivery that failed before it claimed the episode; returns the attempts so far."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.incr(f"{PREFIX}attempts:{episode_id}")
+            pipe.set(f"{PREFIX}last_error:{episode_id}", text)
+            attempts, _ = pipe.execute()
+        return int(attempts)
+
+    def reset_attempts(self, episode_ids: Iterable[str]) -> None:
+        """Forget the attempts of episodes no delivery is running (a fresh start for each)."""
+        for chunk in _chunks(list(episode_ids), 10_000):
+            self.r.delete(*(key for episode_id in chunk for key in _attempt_keys(episode_id)[1:]))
+
     # ------------------------------------------------------------------ done / enqueued
     def mark_done(self, spec_sha: str, episode_id: str, owner: str | None = None) -> None:
         """Record the episode as finished (and release our claim) in one round trip."""
+        self.mark_finished(spec_sha, episode_id, owner, done=True)
+
+    def mark_finished(self, spec_sha: str, episode_id: str, owner: str | None, *, done: bool) -> None:
+        """A record was written: a done one joins the done-set; an infrastructure-error record
+        (``done=False``: the retries ran out) leaves the episode free to be enqueued again."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.sadd(f"{PREFIX}done:{spec_sha}", episode_id)
+            if done:
+                pipe.sadd(f"{PREFIX}done:{spec_sha}", episode_id)
+            else:
+                pipe.srem(f"{PREFIX}done:{spec_sha}", episode_id)
+                pipe.hdel(f"{PREFIX}enqueued:{spec_sha}", episode_id)
             pipe.zadd(f"{PREFIX}finished:{spec_sha}", {episode_id: time.time()})
-            pipe.delete(f"{PREFIX}attempts:{episode_id}", f"{PREFIX}last_error:{episode_id}")
+            pipe.delete(*_attempt_keys(episode_id)[1:])
             if owner is not None:
                 pipe.eval(_RELEASE, 1, f"{PREFIX}claim:{episode_id}", owner)
             pipe.execute()
+
+    def repair_done(self, spec_sha: str, done: Iterable[str], not_done: Iterable[str]) -> None:
+        """Make the done-set agree with the records: add episodes whose record is done (a mark
+        lost while Redis was down) and clear their attempts; drop episodes whose record is an
+        infrastructure error."""
+        done, not_done = list(done), list(not_done)
+        for chunk in _chunks(done, 10_000):
+            with self.r.pipeline(transaction=False) as pipe:
+                pipe.sadd(f"{PREFIX}done:{spec_sha}", *chunk)
+                pipe.delete(*(key for episode_id in chunk for key in _attempt_keys(episode_id)[1:]))
+                pipe.execute()
+        for chunk in _chunks(not_done, 10_000):
+            self.r.srem(f"{PREFIX}done:{spec_sha}", *chunk)
 
     def done(self, spec_sha: str) -> set[str]:
         return set(self.r.sscan_iter(f"{PREFIX}done:{spec_sha}", count=10_000))
@@ -94,14 +144,24 @@ class QueueState:
     def finished_since(self, spec_sha: str, since: float) -> int:
         return int(self.r.zcount(f"{PREFIX}finished:{spec_sha}", since, "+inf"))
 
+    def finished_ids_since(self, spec_sha: str, since: float) -> set[str]:
+        """Episodes that ended (a record written, or found) at or after ``since``."""
+        return set(self.r.zrangebyscore(f"{PREFIX}finished:{spec_sha}", since, "+inf"))
+
     def enqueued(self, spec_sha: str) -> dict[str, float]:
         return {k: float(v) for k, v in self.r.hscan_iter(f"{PREFIX}enqueued:{spec_sha}", count=10_000)}
 
     # ------------------------------------------------------------------ dead letters
-    def dead_letter(self, reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str) -> None:
-        entry = {"reason": reason, "detail": detail, "episode_id": episode_id, "worker": worker,
-                 "time": time.time(), "message": message}
-        self.r.rpush(f"{PREFIX}dead", json.dumps(entry, default=repr))
+    def dead_letter(self, reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
+                    traceback: str | None = None) -> None:
+        """Park a message that cannot run, with why. Its episode's attempts start again from
+        zero if it is requeued after the cause was fixed."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.rpush(f"{PREFIX}dead", dead_letter_entry(reason, detail, message=message, episode_id=episode_id,
+                                                          worker=worker, traceback=traceback))
+            if episode_id is not None:
+                pipe.delete(*_attempt_keys(episode_id)[1:])
+            pipe.execute()
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return [json.loads(item) for item in self.r.lrange(f"{PREFIX}dead", 0, -1)]
@@ -112,6 +172,50 @@ class QueueState:
             pipe.delete(f"{PREFIX}dead")
             items, _ = pipe.execute()
         return [json.loads(item) for item in items]
+
+    # ------------------------------------------------------------------ blocked workers
+    def block_worker(self, worker: str, *, machine: str, reason: str, path: str, ttl_s: float) -> None:
+        """Say why ``worker`` stopped taking episodes; expires unless its probe renews it."""
+        entry = json.dumps({"worker": worker, "machine": machine, "reason": reason, "path": path,
+                            "since": time.time()})
+        self.r.set(f"{PREFIX}blocked:{worker}", entry, px=int(ttl_s * 1000))
+
+    def worker_block(self, worker: str) -> dict[str, Any] | None:
+        raw = self.r.get(f"{PREFIX}blocked:{worker}")
+        return json.loads(raw) if raw else None
+
+    def renew_block(self, worker: str, ttl_s: float) -> None:
+        self.r.pexpire(f"{PREFIX}blocked:{worker}", int(ttl_s * 1000))
+
+    def unblock_worker(self, worker: str) -> None:
+        self.r.delete(f"{PREFIX}blocked:{worker}")
+
+    def blocked_workers(self) -> list[dict[str, Any]]:
+        keys = sorted(self.r.scan_iter(f"{PREFIX}blocked:*", count=1000))
+        return [json.loads(raw) for raw in (self.r.mget(keys) if keys else []) if raw]
+
+
+def dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
+                      traceback: str | None = None) -> str:
+    """One dead letter as stored in ``rtbench:dead``; raw bytes are kept as text, truncated."""
+    if isinstance(message, bytes | bytearray):
+        message = message.decode("utf-8", errors="replace")
+    if isinstance(message, str) and len(message) > RAW_LIMIT:
+        message = message[:RAW_LIMIT] + f"... ({len(message) - RAW_LIMIT} more characters)"
+    entry = {"reason": reason, "detail": detail, "episode_id": episode_id, "worker": worker, "time": time.time(),
+             "message": message}
+    if traceback:
+        entry["traceback"] = traceback[-RAW_LIMIT:]
+    return json.dumps(entry, default=repr)
+
+
+def _attempt_keys(episode_id: str) -> tuple[str, str, str]:
+    return f"{PREFIX}claim:{episode_id}", f"{PREFIX}attempts:{episode_id}", f"{PREFIX}last_error:{episode_id}"
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 class Heartbeat:

@@ -1,18 +1,28 @@
-"""Celery tasks: thin wrappers over ``worker.delivery`` (the logic lives there, testable)."""
+"""Celery tasks: thin wrappers over ``worker.delivery`` (the logic lives there, testable).
+
+The task maps a delivery's outcome onto the message: returned -> acknowledged (a record
+exists or the message is a dead letter); ``Defer``/``Retry`` -> re-published with a delay;
+``Blocked`` or a Redis error -> rejected back to the queue. If re-publishing fails, the
+original message goes back to the queue instead of being dropped.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from worker.app import TASK_RUN_EPISODE, app
-from worker.delivery import ChildContext, Defer, Retry, deliver
+from worker.delivery import Blocked, ChildContext, Defer, Retry, deliver
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 _context: ChildContext | None = None
+BROKER_TROUBLE_PAUSE_S = 2.0  # before a message goes back to the queue for a Redis error
 
 
 def child_context() -> ChildContext:
@@ -25,15 +35,35 @@ def child_context() -> ChildContext:
 
 @app.task(bind=True, name=TASK_RUN_EPISODE, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def run_episode(self: Task, *args, **kwargs) -> str:
+    episode = kwargs.get("episode_id")
     try:
         return deliver(child_context(), args, kwargs, hostname=self.request.hostname or "unknown",
                        delivery_id=self.request.id or "")
     except Defer as defer:
-        log.info("%s is claimed by %s; looking again in %.0f s", kwargs.get("episode_id"), defer.owner, defer.delay)
-        raise self.retry(countdown=defer.delay, max_retries=None) from None
+        log.info("%s is claimed by %s; looking again in %.0f s", episode, defer.owner, defer.delay)
+        _redeliver(self, defer.delay)
     except Retry as retry:
-        log.warning("%s: %s; retrying in %.0f s", kwargs.get("episode_id"), retry.cause, retry.delay)
-        raise self.retry(countdown=retry.delay, max_retries=None) from None
+        log.warning("%s: %s; retrying in %.0f s", episode, retry.cause, retry.delay)
+        _redeliver(self, retry.delay)
+    except Blocked as blocked:
+        raise Reject(f"worker blocked: {blocked}", requeue=True) from None
+    except redis.RedisError as exc:
+        # The broker is unreachable or failing: nothing can be recorded about this delivery,
+        # so the message goes back (if the broker is gone too, its visibility timeout does it).
+        log.warning("%s: broker error (%s); the message goes back to the queue", episode, exc)
+        time.sleep(BROKER_TROUBLE_PAUSE_S)
+        raise Reject(f"broker error: {exc}", requeue=True) from None
+    raise AssertionError("unreachable")  # _redeliver always raises
+
+
+def _redeliver(task: Task, countdown: float) -> None:
+    """Re-publish this delivery after ``countdown`` s (raises Celery's Retry, which acknowledges
+    this copy). Celery turns a failed re-publish into a Reject without requeue, which would drop
+    the message: requeue this copy instead."""
+    try:
+        raise task.retry(countdown=countdown, max_retries=None)
+    except Reject as failed:
+        raise Reject(f"could not re-publish ({failed.reason}); back to the queue", requeue=True) from None
 
 
 @worker_process_init.connect
