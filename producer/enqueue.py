@@ -5,6 +5,11 @@ episode in Redis' done-set (so producers on other machines see it before git syn
 An episode already enqueued is skipped, unless ``--requeue-stale`` finds it lost: enqueued
 long ago, not done, not claimed, and its message in neither the queue nor kombu's unacked
 set. Messages go out longest task first (step limit descending) to shorten the tail.
+
+The records are the truth and Redis a cache, so the plan also repairs the cache: episodes
+with a done record join the done-set (a mark lost while Redis was down), episodes whose
+record is an infrastructure error (``worker_lost``, ``timeout``, ...) leave it and are sent
+again, and the episodes sent start their attempts from zero.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import redis
@@ -38,6 +44,8 @@ class EnqueuePlan:
     skipped: Counter = field(default_factory=Counter)   # reason -> count
     stale: int = 0
     per_policy: Counter = field(default_factory=Counter)  # policy -> to send
+    repair_done: list[str] = field(default_factory=list)      # done records missing from the done-set
+    repair_not_done: list[str] = field(default_factory=list)  # infrastructure-error records in the done-set
 
 
 def queued_task_ids(client: redis.Redis, queue: str) -> set[str]:
@@ -57,9 +65,9 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
     done = state.done(spec.sha256)
     enqueued = state.enqueued(spec.sha256)
     queued: set[str] | None = None  # task ids waiting or delivered (only needed for --requeue-stale)
-    running: set[str] = set()
+    running = set(state.running())
     if requeue_stale_after is not None:
-        queued, running = queued_task_ids(state.r, queue), set(state.running())
+        queued = queued_task_ids(state.r, queue)
     now = time.time()
     # Longest tasks first; the sort is stable, so the canonical order holds within a step limit.
     limits = spec.step_limits
@@ -68,15 +76,24 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
     on_disk = {os.path.relpath(path, results_dir)[: -len(".json")]: path
                for path in iter_record_paths(results_dir, policies)}
     for key in episodes:
-        if key.id in done:
+        in_done_set = key.id in done
+        path = on_disk.get(key.id)
+        read = read_record(path, results_dir) if path is not None else None
+        if read is not None and read.status == OK:
+            if counts_as_done(read.record):
+                if not in_done_set:
+                    plan.repair_done.append(key.id)
+                plan.skipped[SKIP_DONE_SET if in_done_set else SKIP_RECORD] += 1
+                continue
+            # An infrastructure-error record: the retries ran out, the episode is not done.
+            if in_done_set:
+                plan.repair_not_done.append(key.id)
+                in_done_set = False
+            if key.id in enqueued and enqueued[key.id] <= _finished_at(read.record):
+                del enqueued[key.id]  # that message ended in this record; none is out now
+        if in_done_set:
             plan.skipped[SKIP_DONE_SET] += 1
             continue
-        path = on_disk.get(key.id)
-        if path is not None:
-            read = read_record(path, results_dir)
-            if read.status == OK and counts_as_done(read.record):
-                plan.skipped[SKIP_RECORD] += 1
-                continue
         message = EpisodeMessage(key, spec_ref, spec.sha256)
         if key.id in enqueued:
             lost = (queued is not None and now - enqueued[key.id] >= requeue_stale_after
@@ -85,6 +102,24 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
                 plan.skipped[SKIP_ENQUEUED] += 1
                 continue
             plan.stale += 1
+        elif key.id in running:  # a delivery runs it although nothing says it was enqueued
+            plan.skipped[SKIP_ENQUEUED] += 1
+            continue
         plan.to_send.append(message)
         plan.per_policy[key.policy] += 1
     return plan
+
+
+def apply_repairs(plan: EnqueuePlan, spec_sha: str, state: QueueState) -> None:
+    """Make Redis agree with the records, and give the episodes about to be sent a fresh
+    count of attempts (before they are published: a worker may claim one at once)."""
+    state.repair_done(spec_sha, plan.repair_done, plan.repair_not_done)
+    state.reset_attempts(m.key.id for m in plan.to_send)
+
+
+def _finished_at(record: dict) -> float:
+    """When a record was written (epoch seconds); +inf when it does not say."""
+    try:
+        return datetime.fromisoformat(record["finished_at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return float("inf")

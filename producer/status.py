@@ -33,6 +33,7 @@ class Status:
     policies: list[PolicyStatus]
     queue_length: int
     per_minute: float
+    blocked: list[dict]  # workers that stopped taking episodes, with why
 
     @property
     def remaining(self) -> int:
@@ -65,7 +66,7 @@ def collect_status(spec: Spec, policies: list[str], state: QueueState, results_d
             pipe.llen(queue_key(queue, priority))
         length = sum(pipe.execute())
     rate = state.finished_since(spec.sha256, time.time() - RATE_WINDOW_S) / (RATE_WINDOW_S / 60)
-    return Status(spec, rows, length, rate)
+    return Status(spec, rows, length, rate, state.blocked_workers())
 
 
 def status_table(status: Status) -> Table:
@@ -78,7 +79,20 @@ def status_table(status: Status) -> Table:
         table.add_row(row.policy, f"{row.done:,}", f"{row.expected:,}", f"{_bar(progress)} {progress:6.1%}",
                       f"{row.queued:,}",
                       str(row.running), str(row.dead))
+    if status.blocked:
+        table.caption = "\n".join(blocked_lines(status.blocked))
+        table.caption_style = "bold red"
     return table
+
+
+def blocked_lines(blocked: list[dict]) -> list[str]:
+    """One line per blocked worker: machine, worker, why, since when, and what to do."""
+    lines = []
+    for notice in blocked:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(notice.get("since", 0)))
+        lines.append(f"BLOCKED {notice.get('machine')} ({notice.get('worker')}): {notice.get('reason')} "
+                     f"in {notice.get('path')}, since {since}; it takes episodes again once the folder is writable")
+    return lines
 
 
 def _bar(fraction: float, width: int = 20) -> str:
@@ -108,6 +122,10 @@ def queue_overview(state: QueueState, queue: str) -> Table:
         waiting = sum(pipe.execute())
     table = Table(title=f"queue {queue!r}: {waiting:,} waiting, {len(state.running())} running, "
                         f"{state.r.llen('rtbench:dead')} dead letters")
+    blocked = state.blocked_workers()
+    if blocked:
+        table.caption = "\n".join(blocked_lines(blocked))
+        table.caption_style = "bold red"
     table.add_column("spec sha256")
     table.add_column("done", justify="right")
     table.add_column("enqueued", justify="right")

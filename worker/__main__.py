@@ -17,6 +17,7 @@ import sys
 
 import click
 
+from benchmark.backends import available_backends
 from benchmark.cli_support import user_errors
 from worker.gpu import lease_gpu, pin, visible_gpus
 from worker.settings import Settings, SettingsError
@@ -46,6 +47,10 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
     if queues:
         os.environ["RTBENCH_QUEUES"] = queues
     settings = Settings.from_env()  # validated now: errors name the variable, exit 2
+    if settings.backend not in available_backends():  # names only: nothing imported, no CUDA
+        raise SettingsError(f"RTBENCH_BACKEND={settings.backend!r}: unknown backend; known backends: "
+                            f"{', '.join(available_backends())} (add one through the 'rtbench.backends' "
+                            "entry-point group)")
     gpu = None
     if settings.gpu is not None:
         lease = lease_gpu(settings.gpu_lock_dir, [str(settings.gpu)])
@@ -71,11 +76,14 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
 
         preload_specs(settings.preload_specs)  # a bad spec stops the worker here, exit 2
 
-    from worker.app import app
+    from celery.bin.celery import celery as celery_command
 
-    status = app.start(["worker", "--pool=prefork", "--concurrency=1", f"--hostname={name}",
-                       f"--queues={','.join(settings.queues)}", f"--loglevel={loglevel}", "--task-events",
-                       "--without-mingle", "--without-gossip"])
+    # Celery's command line itself, so that its exit status comes back (app.worker_main and
+    # app.start drop it).
+    status = celery_command.main(["--app=worker.app:app", "worker", "--pool=prefork", "--concurrency=1",
+                                  f"--hostname={name}", f"--queues={','.join(settings.queues)}",
+                                  f"--loglevel={loglevel}", "--task-events", "--without-mingle", "--without-gossip"],
+                                 prog_name="celery", standalone_mode=False)
     sys.exit(status or 0)
 
 

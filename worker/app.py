@@ -7,11 +7,10 @@ every reliability setting says why it is set.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 from worker.settings import Settings
 
@@ -30,11 +29,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "unacked_restore_interval": settings.unacked_restore_interval_s,
         "unacked_restore_throttle": 1,
     }
-    config = {
+    return {
         "broker_url": settings.broker_url,
-        # kombu's Redis transport, except that an item it cannot decode goes to the dead-letter
-        # list instead of vanishing (worker/transport.py).
-        "broker_transport": "worker.transport:Transport",
         # Celery's consumer, except that a message it cannot run goes to the dead-letter list,
         # and a worker that cannot write records pauses (worker/consumer.py).
         "worker_consumer": "worker.consumer:Consumer",
@@ -79,13 +75,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_deduplicate_successful_tasks": False,
         "worker_hijack_root_logger": False,
     }
-    if urlsplit(settings.broker_url).scheme == "rediss" and "ssl_" not in settings.broker_url:
-        # kombu turns TLS on by itself only for its own "rediss" transport name, and then
-        # without checking certificates; ours checks them unless the URL says otherwise.
-        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return config
+
+
+def use_guarded_redis_transport() -> None:
+    """redis:// and rediss:// URLs select kombu's Redis transport with one change: an item it
+    cannot decode goes to the dead-letter list instead of vanishing (worker/transport.py).
+    Registered under kombu's own scheme names, so that URLs, logs and TLS work as with kombu's."""
+    TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "worker.transport:Transport"
 
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
+    use_guarded_redis_transport()
     sender.conf.update(celery_config(Settings.from_env()))

@@ -228,7 +228,7 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
     spec = ctx.spec(message)
 
     owner = f"{hostname}:{os.getpid()}:{delivery_id}"
-    attempt = state.claim(key.id, owner, settings.claim_ttl_s)
+    attempt, previous_error = state.claim(key.id, owner, settings.claim_ttl_s)
     if not attempt:
         raise Defer(settings.defer_delay_s, state.claim_owner(key.id))
     progress.attempt = attempt
@@ -243,7 +243,7 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
             return SKIPPED
         worker = ctx.worker_info(hostname)
         if attempt > settings.max_attempts:
-            last = state.last_error(key.id) or "worker_lost: its worker died while running it"
+            last = previous_error or "worker_lost: its worker died while running it"
             label, _, detail = last.partition(": ")
             error = RetryableEpisodeError(label, f"{detail} ({settings.max_attempts} attempts)")
             record = infrastructure_failure_record(spec, key, error, backend_name=settings.backend,
@@ -300,15 +300,13 @@ def _stopped_by_signal(exc: SystemExit) -> bool:
 
 
 def _give_back(state: QueueState, settings: Settings, episode_id: str, owner: str, elapsed_s: float) -> None:
-    """The parent cancelled the episode in flight: at a shutdown (the soft window is over), give
-    it back uncounted so that another worker starts it at once; at the hard time limit, it was
-    an attempt, noted as a timeout."""
+    """The parent cancelled the episode in flight at a shutdown (the soft window is over): give
+    it back uncounted, so that another worker starts it at once. At the hard time limit (the
+    same signal) it was an attempt: the parent notes the timeout (worker.tasks)."""
+    if elapsed_s >= settings.hard_time_limit_s - 1:
+        return
     try:
-        if elapsed_s < settings.hard_time_limit_s - 1:
-            state.unclaim(episode_id, owner)
-        else:
-            state.note_error(episode_id, f"timeout: killed at the hard time limit ({settings.hard_time_limit_s:.0f} s)")
-            state.release(episode_id, owner)
+        state.unclaim(episode_id, owner)
     except redis.RedisError:
         log.warning("could not give back %s; its claim expires by itself", episode_id)
 

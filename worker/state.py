@@ -33,11 +33,13 @@ PREFIX = "rtbench:"
 # Renew the claim only while we still own it; release only our own claim.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-# Claim and count the attempt in one round trip: 0 when someone else holds the claim.
+# Claim and count the attempt in one round trip: {0} when someone else holds the claim, else
+# {attempt, why the previous attempt ended (or false)}.
 _CLAIM = """
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local previous = redis.call('get', KEYS[3])
 redis.call('set', KEYS[3], ARGV[3])
-return redis.call('incr', KEYS[2])
+return {redis.call('incr', KEYS[2]), previous}
 """
 # Give back a claim whose attempt was the machine's fault, not the episode's (a results folder
 # that cannot be written, a worker shut down): the attempt is not counted.
@@ -46,6 +48,14 @@ if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('del', KEYS[1])
 if redis.call('decr', KEYS[2]) <= 0 then redis.call('del', KEYS[2], KEYS[3]) end
 return 1
+"""
+# Release a claim held by a delivery that is known to be dead (its owner is "<worker>:<pid>:<task id>").
+_RELEASE_DEAD = """
+local owner = redis.call('get', KEYS[1])
+if owner and string.sub(owner, 1, #ARGV[1]) == ARGV[1] and string.sub(owner, -#ARGV[2]) == ARGV[2] then
+  return redis.call('del', KEYS[1])
+end
+return 0
 """
 _LOST = "worker_lost: its worker died while running it"
 RAW_LIMIT = 4096  # characters of an undecodable message kept in its dead letter
@@ -61,13 +71,15 @@ class QueueState:
         self.r = client
 
     # ------------------------------------------------------------------ claims and attempts
-    def claim(self, episode_id: str, owner: str, ttl_s: float) -> int:
-        """Claim the episode and count one more attempt; 0 when another delivery holds it.
+    def claim(self, episode_id: str, owner: str, ttl_s: float) -> tuple[int, str | None]:
+        """Claim the episode and count one more attempt: (attempt, why the previous attempt
+        ended); attempt 0 when another delivery holds the claim.
 
         ``last_error`` is set to worker_lost now and overwritten if this attempt ends in a
         known way: if the worker dies, the next delivery knows why the attempt was lost.
         """
-        return int(self.r.eval(_CLAIM, 3, *_attempt_keys(episode_id), owner, int(ttl_s * 1000), _LOST))
+        reply = self.r.eval(_CLAIM, 3, *_attempt_keys(episode_id), owner, int(ttl_s * 1000), _LOST)
+        return int(reply[0]), (reply[1] if len(reply) > 1 and reply[1] else None)
 
     def claim_owner(self, episode_id: str) -> str | None:
         return self.r.get(f"{PREFIX}claim:{episode_id}")
@@ -79,6 +91,13 @@ class QueueState:
         """Release our claim and take back the attempt it counted."""
         self.r.eval(_UNCLAIM, 3, *_attempt_keys(episode_id), owner)
 
+    def release_killed(self, episode_id: str, worker: str, delivery_id: str, why: str) -> None:
+        """The delivery ``delivery_id`` of ``worker`` was killed: note why, free its claim."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.set(f"{PREFIX}last_error:{episode_id}", why)
+            pipe.eval(_RELEASE_DEAD, 1, f"{PREFIX}claim:{episode_id}", f"{worker}:", f":{delivery_id}")
+            pipe.execute()
+
     def heartbeat(self, episode_id: str, owner: str, ttl_s: float) -> Heartbeat:
         return Heartbeat(self.r, f"{PREFIX}claim:{episode_id}", owner, ttl_s)
 
@@ -88,9 +107,6 @@ class QueueState:
 
     def note_error(self, episode_id: str, text: str) -> None:
         self.r.set(f"{PREFIX}last_error:{episode_id}", text)
-
-    def last_error(self, episode_id: str) -> str | None:
-        return self.r.get(f"{PREFIX}last_error:{episode_id}")
 
     def count_failure(self, episode_id: str, text: str) -> int:
         """Count a delivery that failed before it claimed the episode; returns the attempts so far."""

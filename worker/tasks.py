@@ -13,15 +13,22 @@ import time
 
 import redis
 from celery import Task
-from celery.exceptions import Reject
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.exceptions import Reject, TimeLimitExceeded
+from celery.signals import (
+    celeryd_after_setup,
+    task_failure,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from worker.app import TASK_RUN_EPISODE, app
 from worker.delivery import Blocked, ChildContext, Defer, Retry, deliver
 from worker.settings import Settings
+from worker.state import QueueState, connect
 
 log = logging.getLogger(__name__)
 _context: ChildContext | None = None
+_worker_name = ""  # this worker's Celery hostname (main process), e.g. gpu3@machine-b
 BROKER_TROUBLE_PAUSE_S = 2.0  # before a message goes back to the queue for a Redis error
 
 
@@ -74,6 +81,31 @@ def _warm_up_child(**_: object) -> None:
 
     context = child_context()
     backend_class(context.settings.backend)
+
+
+@celeryd_after_setup.connect
+def _remember_worker_name(sender: str, **_: object) -> None:
+    global _worker_name
+    _worker_name = sender
+
+
+@task_failure.connect
+def _note_hard_time_limit(sender: object, task_id: str, exception: BaseException, kwargs: dict | None = None,
+                          **_: object) -> None:
+    """In the worker's main process: the child running ``task_id`` was killed at the hard time
+    limit. The message goes back to the queue (task_acks_on_timeout=False); the next delivery
+    should know why this attempt ended, and need not wait for the dead child's claim to expire."""
+    episode = (kwargs or {}).get("episode_id")
+    if (getattr(sender, "name", None) != TASK_RUN_EPISODE or not isinstance(exception, TimeLimitExceeded)
+            or not isinstance(episode, str)):
+        return
+    settings = Settings.from_env()
+    try:
+        QueueState(connect(settings.broker_url)).release_killed(
+            episode, _worker_name, task_id,
+            f"timeout: killed at the hard time limit ({settings.hard_time_limit_s:.0f} s)")
+    except redis.RedisError as exc:
+        log.warning("%s: could not note its hard time limit (%s)", episode, exc)
 
 
 @worker_process_shutdown.connect

@@ -56,6 +56,29 @@ class PoisonPolicy(FeedbackPolicy):
         super().step(env, observation)
 
 
+class LoadFailsPolicy(FeedbackPolicy):
+    """Fails in load() with an exception that is not one of rtbench's, like CUDA on a wrong GPU."""
+
+    name = "load_fails"
+
+    def load(self, config, device):
+        raise RuntimeError("CUDA error: no CUDA-capable device is detected")
+
+
+class StuckPolicy(FeedbackPolicy):
+    """Hangs and swallows the soft time limit, like native code that never returns."""
+
+    name = "stuck"
+
+    def step(self, env, observation):
+        import time
+        while True:
+            try:
+                time.sleep(60)
+            except Exception:
+                pass
+
+
 class UnstableBackend(KinematicBackend):
     name = "unstable"
 
@@ -68,6 +91,15 @@ class BrokenBackend(KinematicBackend):
 
     def setup_demo(self, task, seed, step_limit):
         raise OSError("cannot load the robot description")
+
+
+class NoCudaBackend(KinematicBackend):
+    """Fails when it is created, as a simulator does when its GPU cannot be initialised."""
+
+    name = "no_cuda"
+
+    def __init__(self, device):
+        raise RuntimeError("CUDA driver initialization failed")
 '''
 
 ENTRY_POINTS = """
@@ -76,10 +108,13 @@ raising = rtbench_testplugin:RaisingPolicy
 server_lost = rtbench_testplugin:ServerLostPolicy
 slow = rtbench_testplugin:SlowPolicy
 poison = rtbench_testplugin:PoisonPolicy
+load_fails = rtbench_testplugin:LoadFailsPolicy
+stuck = rtbench_testplugin:StuckPolicy
 
 [rtbench.backends]
 unstable = rtbench_testplugin:UnstableBackend
 broken = rtbench_testplugin:BrokenBackend
+no_cuda = rtbench_testplugin:NoCudaBackend
 """
 
 
@@ -181,3 +216,24 @@ def producer(tmp_path, queue_env):
                               cwd=tmp_path, env={**os.environ, **queue_env}, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """Factory: a tmpfs of ``size`` mounted in tmp_path (the test needs root to mount)."""
+    mounted = []
+
+    def mount(name: str, size: str = "2m") -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(target)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the full-disk and read-only "
+                        "tests need root")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)

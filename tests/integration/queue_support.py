@@ -76,3 +76,21 @@ def queue_is_drained(client: redis.Redis, queue: str = "episodes") -> bool:
 def records(results: Path) -> dict[str, dict]:
     return {str(p.relative_to(results).with_suffix("")): json.loads(p.read_text())
             for p in sorted(results.rglob("episode_*.json"))}
+
+
+def message(episode_id: str, spec: str = "lm20"):
+    from benchmark.episodes import EpisodeKey
+    from benchmark.spec import load_spec
+    from worker.messages import EpisodeMessage
+
+    return EpisodeMessage(EpisodeKey.parse(episode_id), spec, load_spec(spec).sha256)
+
+
+def done_count(client: redis.Redis, spec: str = "lm20") -> int:
+    from benchmark.spec import load_spec
+
+    return client.scard(f"rtbench:done:{load_spec(spec).sha256}")
+
+
+def dead_letters(client: redis.Redis) -> list[dict]:
+    return [json.loads(item) for item in client.lrange("rtbench:dead", 0, -1)]

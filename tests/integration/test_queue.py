@@ -7,22 +7,12 @@ import os
 import signal
 from pathlib import Path
 
-from benchmark.episodes import EpisodeKey
 from benchmark.spec import load_spec
 from producer.publish import MessageBuilder, publish
-from tests.integration.queue_support import queue_is_drained, records, wait_for
-from worker.messages import EpisodeMessage
+from tests.integration.queue_support import done_count, message, queue_is_drained, records, wait_for
 
 SLICE = ["--tasks", "adjust_bottle,click_bell", "--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on",
          "--max-repeat", "2"]
-
-
-def message(episode_id: str, spec: str = "lm20") -> EpisodeMessage:
-    return EpisodeMessage(EpisodeKey.parse(episode_id), spec, load_spec(spec).sha256)
-
-
-def done_count(broker, spec: str = "lm20") -> int:
-    return broker.scard(f"rtbench:done:{load_spec(spec).sha256}")
 
 
 def test_two_policies_three_workers_complete_exactly_once(producer, workers, broker, tmp_path):
