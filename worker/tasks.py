@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 
 import redis
 from celery import Task
@@ -60,7 +61,24 @@ def run_episode(self: Task, *args, **kwargs) -> str:
         log.warning("%s: broker error (%s); the message goes back to the queue", episode, exc)
         time.sleep(BROKER_TROUBLE_PAUSE_S)
         raise Reject(f"broker error: {exc}", requeue=True) from None
+    except Exception as exc:
+        # deliver() handles its own failures; this is one around it (the child's context could
+        # not be built). Celery would acknowledge the message: keep it as a dead letter instead.
+        return _dead_letter_outside_delivery(self, args, kwargs, exc)
     raise AssertionError("unreachable")  # _redeliver always raises
+
+
+def _dead_letter_outside_delivery(task: Task, args: tuple, kwargs: dict, exc: Exception) -> str:
+    log.exception("delivery of %s failed outside its handler", kwargs.get("episode_id"))
+    episode = kwargs.get("episode_id")
+    try:
+        QueueState(connect(task.app.conf.broker_url)).dead_letter(
+            "delivery_failed", f"{type(exc).__name__}: {exc}", message={"args": args, "kwargs": kwargs},
+            episode_id=episode if isinstance(episode, str) else None, worker=task.request.hostname or "unknown",
+            traceback=traceback.format_exc())
+    except Exception:
+        raise Reject("could not store the dead letter; back to the queue", requeue=True) from None
+    return "dead"
 
 
 def _redeliver(task: Task, countdown: float) -> None:

@@ -355,7 +355,9 @@ def test_infrastructure_errors_are_retried_with_backoff_then_recorded(workers, b
     episode = message("server_lost/iir_lm_always_on/click_bell/episode_0")
     publish(broker, [episode], queue="episodes")
     worker = workers(env={"RTBENCH_MAX_ATTEMPTS": "2"})
-    wait_for(lambda: done_count(broker) == 1, 60, "the episode to be recorded")
+    wait_for(lambda: records(tmp_path / "results"), 60, "the episode to be recorded")
+    wait_for(lambda: queue_is_drained(broker), 30, "the queue to drain")
+    assert done_count(broker) == 0  # an infrastructure-error record is not done: enqueue sends it again
     (record,) = records(tmp_path / "results").values()
     assert record["error_type"] == "policy_server_lost" and record["attempt"] == 2
     assert record["error"].startswith("policy_server_lost: ConnectionResetError: policy server closed")
