@@ -14,25 +14,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from benchmark.errors import InvalidNameError
+from benchmark.names import validate_name
 
 if TYPE_CHECKING:
     from benchmark.spec import Spec
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-MAX_NAME_LENGTH = 128
 _EPISODE_FILE = re.compile(r"episode_(\d+)(?:\.json)?")
-
-
-def validate_name(value: object, field: str) -> str:
-    """Return ``value`` if it is a safe path component, else raise ``InvalidNameError``."""
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
-        raise InvalidNameError(
-            f"{field} {value!r} is not a valid name: use letters, digits, '_', '.', '-', "
-            "starting with a letter or digit, without '..'"
-        )
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidNameError(f"{field} {value[:40]!r}... is longer than {MAX_NAME_LENGTH} characters")
-    return value
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -24,11 +24,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchmark.backends import backend_class
+from benchmark.backends import backend_class, default_device
 from benchmark.cli_support import split_names, user_errors
-from benchmark.episodes import EpisodeKey, iter_episodes, partition, validate_name
+from benchmark.episodes import EpisodeKey, iter_episodes, partition
+from benchmark.names import validate_name
 from benchmark.policies import policy_class
 from benchmark.results import OK, counts_as_done, read_record, write_record
+from benchmark.run_settings import RunSettings, check_device
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
 from benchmark.spec import load_spec
@@ -69,20 +71,22 @@ def plan_work(spec, policies: list[str], results_dir: Path, worker_id: int, num_
     return todo
 
 
-def run_with_retries(spec, key, policy, backend_factory, *, max_attempts, timeout_s, skip_expert_check, worker):
-    """Run one episode; retry infrastructure failures with backoff, then record them."""
-    for attempt in range(1, max_attempts + 1):
+def run_with_retries(spec, key, policy, backend_factory, settings: RunSettings, worker: dict) -> dict:
+    """Run one episode; retry infrastructure failures with the shared backoff, then record them."""
+    retry = settings.retry
+    attempt = 1
+    while True:
         backend = backend_factory()
         try:
-            return run_episode(spec, key, policy, backend, skip_expert_check=skip_expert_check,
-                               timeout_s=timeout_s, attempt=attempt, worker=worker)
+            return run_episode(spec, key, policy, backend, skip_expert_check=settings.skip_expert_check,
+                               timeout_s=settings.episode_timeout_s, attempt=attempt, worker=worker)
         except RetryableEpisodeError as exc:
-            log.warning("%s attempt %d/%d: %s", key, attempt, max_attempts, exc)
-            if attempt == max_attempts:
+            log.warning("%s attempt %d/%d: %s", key, attempt, retry.max_attempts, exc)
+            if not retry.has_attempts_left(attempt):
                 return infrastructure_failure_record(spec, key, exc, backend_name=backend.name, attempt=attempt,
                                                      worker=worker)
-            time.sleep(min(2 ** (attempt - 1), 30))
-    raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+            time.sleep(retry.delay_s(attempt))
+            attempt += 1
 
 
 def resolve_device(device: str | None, gpu: int | None) -> str:
@@ -91,11 +95,7 @@ def resolve_device(device: str | None, gpu: int | None) -> str:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # index N is nvidia-smi's GPU N
         return device or "cuda:0"
-    if device:
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+    return device or default_device()
 
 
 @click.command(epilog="""\b
@@ -106,22 +106,25 @@ Examples:
 @click.option("--spec", "spec_ref", default="full", show_default=True,
               help="Spec alias (full, lm20, verified) or path.")
 @click.option("--policy", "policies", multiple=True, required=True, help="Policy name (repeatable).")
-@click.option("--backend", "backend_name", default="kinematic", show_default=True, help="Simulator backend.")
+@click.option("--backend", "backend_name", help="Simulator backend (default: RTBENCH_BACKEND, else kinematic).")
 @click.option("--gpu", type=click.IntRange(min=0), help="Physical GPU index to pin (sets CUDA_VISIBLE_DEVICES).")
-@click.option("--device", help="Torch device: cpu, cuda, cuda:N (default: cuda:0 when available, else cpu).")
+@click.option("--device", help="Torch device: cpu, cuda, cuda:N (default: RTBENCH_DEVICE, else cuda:0 when available, "
+                              "else cpu).")
 @click.option("--worker-id", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--num-workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--settings", help="Comma-separated setting ids (default: all of the spec).")
 @click.option("--tasks", help="Comma-separated tasks (default: all of the spec).")
 @click.option("--max-repeat", type=click.IntRange(min=1), help="Run repeats 0..N-1 only.")
-@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True)
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Results directory (default: RTBENCH_RESULTS_DIR, else results).")
 @click.option("--skip-expert-check", is_flag=True, help="Do not run the scripted expert before each episode.")
 @click.option("--retry-errors", is_flag=True, help="Also re-run episodes whose record is a deterministic error.")
-@click.option("--episode-timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True,
-              help="Per-episode deadline in seconds (a timeout is retried, then recorded).")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Attempts for an episode that fails for infrastructure reasons.")
+@click.option("--episode-timeout", type=click.FloatRange(min=1),
+              help="Per-episode deadline in seconds, retried then recorded (default: RTBENCH_EPISODE_TIMEOUT, "
+                   "else 3600).")
+@click.option("--max-attempts", type=click.IntRange(min=1),
+              help="Attempts for an episode that fails for infrastructure reasons (default: RTBENCH_MAX_ATTEMPTS, "
+                   "else 3).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, settings, tasks, max_repeat,
@@ -132,13 +135,19 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
         raise click.BadParameter(f"must be below --num-workers ({num_workers})", param_hint="--worker-id")
     for policy in policies:
         validate_name(policy, "policy")
+    run_settings = RunSettings.from_env()
+    flags = {"results_dir": results_dir, "backend": backend_name, "episode_timeout_s": episode_timeout,
+             "max_attempts": max_attempts, "device": device and check_device(device, "--device"),
+             "skip_expert_check": skip_expert_check or None}
+    run_settings = replace(run_settings, **{k: v for k, v in flags.items() if v is not None})
+    results_dir, backend_name = run_settings.results_dir, run_settings.backend
     # Pin the GPU before anything can import torch (policy and backend modules do).
-    torch_device = resolve_device(device, gpu)
+    torch_device = resolve_device(run_settings.device, gpu)
     spec = load_spec(spec_ref).filter(split_names(settings), split_names(tasks), max_repeat)
     policy_classes = {name: policy_class(name) for name in policies}
     backend_cls = backend_class(backend_name)
     backend_cls(torch_device).close_env()  # fail fast (exit 2) on a device the backend cannot use
-    worker = {"machine": os.environ.get("RTBENCH_MACHINE", os.uname().nodename), "hostname": os.uname().nodename,
+    worker = {"machine": run_settings.machine, "hostname": os.uname().nodename,
               "gpu": gpu, "device": torch_device, "runner": "eval_runner", "worker_id": worker_id,
               "num_workers": num_workers}
 
@@ -161,8 +170,7 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
                     loaded[key.policy] = policy_classes[key.policy]()
                     loaded[key.policy].load({}, torch_device)
                 record = run_with_retries(spec, key, loaded[key.policy], lambda: backend_cls(torch_device),
-                                          max_attempts=max_attempts, timeout_s=episode_timeout,
-                                          skip_expert_check=skip_expert_check, worker=worker)
+                                          run_settings, worker)
                 write_record(results_dir, record)
                 _count(tally, record)
                 ran = sum(tally.ran.values())

@@ -32,8 +32,8 @@ import numpy as np
 from benchmark.atomic import write_bytes_atomic
 from benchmark.catalog import SEVERITIES, STEP_LIMITS, TASKS, all_settings, t_on_raw
 from benchmark.cli_support import user_errors
-from benchmark.episodes import validate_name
 from benchmark.errors import BenchmarkError, InvalidNameError
+from benchmark.names import validate_name
 from benchmark.perturbation import sample_params
 from benchmark.spec import load_spec, read_spec_bytes, resolve_spec_path
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmark.catalog import ACTION_DIM, PERTURB_TYPES, SEVERITIES, TIMINGS, setting_id
-from benchmark.episodes import validate_name
 from benchmark.errors import InvalidNameError, SpecError
+from benchmark.names import validate_name
 from benchmark.perturbation import FIR_SUM_TOLERANCE
 
 _TOP_LEVEL: tuple[tuple[str, type], ...] = (

@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -24,16 +23,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchmark.cli_support import UserError, split_names, user_errors
-from benchmark.episodes import iter_episodes, validate_name
+from benchmark.episodes import iter_episodes
+from benchmark.names import validate_name
 from benchmark.policies import available_policies
 from benchmark.results import OK, read_record
 from benchmark.spec import Spec, load_spec
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
-from producer.publish import publish
 from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table
-from worker.settings import Settings, redact_url
-from worker.state import QueueState, connect
+from worker.queue.state import QueueState, connect
+from worker.settings import Settings, check_broker_url, redact_url
 
 log = logging.getLogger("producer")
 EXIT_INTERRUPTED = 130
@@ -60,10 +59,10 @@ def load_filtered(spec_ref: str, policies: tuple[str, ...], settings: str | None
 
 
 class Context:
-    """Settings from the environment, a Redis connection made only when a command needs it."""
+    """The command's settings, and a Redis connection made only when a command needs it."""
 
-    def __init__(self) -> None:
-        self.settings = Settings.from_env()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._state: QueueState | None = None
 
     @property
@@ -79,7 +78,13 @@ class Context:
         return self._state
 
 
-@click.group()
+@click.group(epilog="""\b
+Examples:
+  python -m producer enqueue lm20 --policy Motus
+  python -m producer status lm20 --watch
+  python -m producer dead --requeue
+  python -m producer run lm20 --policy feedback --tasks adjust_bottle --max-repeat 2
+""")
 @click.option("--broker-url", envvar="RTBENCH_BROKER_URL", help="Redis URL (env RTBENCH_BROKER_URL).")
 @click.option("--results-dir", envvar="RTBENCH_RESULTS_DIR", type=click.Path(file_okay=False),
               help="Results directory (env RTBENCH_RESULTS_DIR; default results).")
@@ -88,11 +93,12 @@ class Context:
 def cli(ctx: click.Context, broker_url: str | None, results_dir: str | None) -> None:
     """Put benchmark episodes on the queue and follow them."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
     if broker_url:
-        os.environ["RTBENCH_BROKER_URL"] = broker_url
+        settings = replace(settings, broker_url=check_broker_url(broker_url, "--broker-url"))
     if results_dir:
-        os.environ["RTBENCH_RESULTS_DIR"] = results_dir
-    ctx.obj = Context()
+        settings = replace(settings, results_dir=Path(results_dir))
+    ctx.obj = Context(settings)
 
 
 def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bool, priority: int,
@@ -103,7 +109,7 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     if not dry_run:
         apply_repairs(plan, spec.sha256, obj.state)
         if plan.to_send:
-            publish(obj.state.r, plan.to_send, queue=settings.queues[0], priority=priority)
+            obj.state.publish(plan.to_send, queue=settings.queues[0], priority=priority)
     verb = "would enqueue" if dry_run else "enqueued"
     parts = [f"{verb} {len(plan.to_send):,}"] + [f"skipped {n:,} ({why})" for why, n in plan.skipped.items()]
     if plan.stale:
@@ -193,7 +199,10 @@ def dead(obj: Context, requeue: bool, purge: bool) -> None:
     if requeue and purge:
         raise click.UsageError("choose --requeue or --purge, not both")
     state = obj.state
-    entries = state.take_dead_letters() if (requeue or purge) else state.dead_letters()
+    if requeue:
+        entries, kept = state.requeue_dead_letters(obj.settings.queues[0])
+    else:
+        entries, kept = (state.take_dead_letters() if purge else state.dead_letters()), []
     table = Table(title=f"dead letters: {len(entries)}")
     for column in ("reason", "episode", "detail", "worker"):
         table.add_column(column)
@@ -201,20 +210,8 @@ def dead(obj: Context, requeue: bool, purge: bool) -> None:
         table.add_row(entry["reason"], str(entry.get("episode_id")), entry["detail"][:120], entry["worker"])
     Console().print(table)
     if requeue:
-        from worker.app import TASK_RUN_EPISODE, app
-
-        kept = []
-        for entry in entries:
-            message = entry.get("message")
-            if not isinstance(message, dict):  # raw bytes that never were a task: nothing to re-publish
-                kept.append(entry)
-                continue
-            app.send_task(TASK_RUN_EPISODE, args=message.get("args", []), kwargs=message.get("kwargs", {}),
-                          queue=obj.settings.queues[0])
-        for entry in kept:
-            state.r.rpush("rtbench:dead", json.dumps(entry))
-        click.echo(f"re-published {len(entries) - len(kept)} messages"
-                   + (f"; kept {len(kept)} undecodable ones (use --purge to drop them)" if kept else ""))
+        click.echo(f"re-published {len(entries)} messages"
+                   + (f"; kept {len(kept)} that name no episode (use --purge to drop them)" if kept else ""))
     elif purge:
         click.echo(f"purged {len(entries)} dead letters")
 
@@ -250,11 +247,10 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
     dead: list[dict] = []
     try:
         redis_server.start()
-        os.environ["RTBENCH_BROKER_URL"] = redis_server.url
-        obj = Context()
-        env = {"RTBENCH_BROKER_URL": redis_server.url, "RTBENCH_RESULTS_DIR": str(results_dir.resolve()),
-               "RTBENCH_SKIP_EXPERT_CHECK": "1" if skip_expert_check else "0"}
-        pool = LocalWorkers(workers, env, data_dir / "logs").start()
+        run_settings = replace(obj.settings, broker_url=redis_server.url,
+                               skip_expert_check=skip_expert_check or obj.settings.skip_expert_check)
+        obj = Context(run_settings)
+        pool = LocalWorkers(workers, run_settings.to_env(), data_dir / "logs").start()
         console.print(f"embedded Redis at {redis_server.redacted_url}, {workers} local workers "
                       f"(logs in {data_dir / 'logs'})")
         started_at = time.time()

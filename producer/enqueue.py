@@ -14,7 +14,6 @@ again, and the episodes sent start their attempts from zero.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -22,16 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import redis
-
 from benchmark.episodes import iter_episodes
 from benchmark.results import OK, counts_as_done, iter_record_paths, read_record
 from benchmark.spec import Spec
-from producer.publish import PRIORITY_STEPS, queue_key
-from worker.messages import EpisodeMessage
-from worker.state import QueueState
-
-UNACKED_KEY = "unacked"  # kombu's Redis hash of delivered, unacknowledged messages
+from worker.queue.messages import EpisodeMessage
+from worker.queue.state import QueueState
 
 SKIP_RECORD = "record in results dir"
 SKIP_DONE_SET = "done (Redis done-set)"
@@ -48,17 +42,6 @@ class EnqueuePlan:
     repair_not_done: list[str] = field(default_factory=list)  # infrastructure-error records in the done-set
 
 
-def queued_task_ids(client: redis.Redis, queue: str) -> set[str]:
-    """Task ids of the messages waiting in ``queue`` or delivered but unacknowledged."""
-    ids: set[str] = set()
-    for priority in PRIORITY_STEPS:
-        for raw in client.lrange(queue_key(queue, priority), 0, -1):
-            ids.add(json.loads(raw)["headers"]["id"])
-    for raw in client.hvals(UNACKED_KEY):
-        ids.add(json.loads(raw)[0]["headers"]["id"])
-    return ids
-
-
 def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Path, state: QueueState, *,
                  queue: str, requeue_stale_after: float | None = None) -> EnqueuePlan:
     plan = EnqueuePlan()
@@ -67,7 +50,7 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
     queued: set[str] | None = None  # task ids waiting or delivered (only needed for --requeue-stale)
     running = set(state.running())
     if requeue_stale_after is not None:
-        queued = queued_task_ids(state.r, queue)
+        queued = state.queued_task_ids(queue)
     now = time.time()
     # Longest tasks first; the sort is stable, so the canonical order holds within a step limit.
     limits = spec.step_limits

@@ -11,8 +11,7 @@ from rich.table import Table
 
 from benchmark.episodes import iter_episodes
 from benchmark.spec import Spec
-from producer.publish import PRIORITY_STEPS, queue_key
-from worker.state import QueueState
+from worker.queue.state import QueueState
 
 RATE_WINDOW_S = 600.0
 
@@ -61,10 +60,7 @@ def collect_status(spec: Spec, policies: list[str], state: QueueState, results_d
             elif key.id in enqueued:
                 queued += 1
         rows.append(PolicyStatus(policy, expected, done, queued, busy, dead[policy]))
-    with state.r.pipeline() as pipe:
-        for priority in PRIORITY_STEPS:
-            pipe.llen(queue_key(queue, priority))
-        length = sum(pipe.execute())
+    length = state.queue_length(queue)
     rate = state.finished_since(spec.sha256, time.time() - RATE_WINDOW_S) / (RATE_WINDOW_S / 60)
     return Status(spec, rows, length, rate, state.blocked_workers())
 
@@ -116,12 +112,8 @@ def known_policies(state: QueueState, spec_sha: str) -> list[str]:
 
 def queue_overview(state: QueueState, queue: str) -> Table:
     """The queue as a whole: waiting messages, running episodes, dead letters, done per spec."""
-    with state.r.pipeline() as pipe:
-        for priority in PRIORITY_STEPS:
-            pipe.llen(queue_key(queue, priority))
-        waiting = sum(pipe.execute())
-    table = Table(title=f"queue {queue!r}: {waiting:,} waiting, {len(state.running())} running, "
-                        f"{state.r.llen('rtbench:dead')} dead letters")
+    table = Table(title=f"queue {queue!r}: {state.queue_length(queue):,} waiting, {len(state.running())} running, "
+                        f"{state.dead_count()} dead letters")
     blocked = state.blocked_workers()
     if blocked:
         table.caption = "\n".join(blocked_lines(blocked))
@@ -129,7 +121,6 @@ def queue_overview(state: QueueState, queue: str) -> Table:
     table.add_column("spec sha256")
     table.add_column("done", justify="right")
     table.add_column("enqueued", justify="right")
-    for key in sorted(state.r.scan_iter("rtbench:enqueued:*")):
-        sha = key.rsplit(":", 1)[1]
-        table.add_row(sha[:16], f"{state.r.scard(f'rtbench:done:{sha}'):,}", f"{state.r.hlen(key):,}")
+    for sha, done, enqueued in state.specs_overview():
+        table.add_row(sha[:16], f"{done:,}", f"{enqueued:,}")
     return table

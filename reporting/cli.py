@@ -65,7 +65,8 @@ Examples:
   rtbench-report --spec lm20
   rtbench-report --spec lm20 --policy Motus --policy Pi05 --export-json r.json --export-md r.md
 """)
-@click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              envvar="RTBENCH_RESULTS_DIR", help="Episode records (env RTBENCH_RESULTS_DIR, like the queue's).")
 @click.option("--spec", "spec_ref", default="full", show_default=True,
               help="Spec alias (full, lm20, verified) or path.")
 @click.option("--policy", "policies", multiple=True,

@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 
 import click
 
 from benchmark.backends import available_backends
 from benchmark.cli_support import user_errors
+from benchmark.run_settings import check_device
 from worker.gpu import lease_gpu, pin, visible_gpus
-from worker.settings import Settings, SettingsError
+from worker.settings import Settings, SettingsError, use
 
 log = logging.getLogger("worker")
 
@@ -42,11 +44,14 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
     # starts the cold shutdown (soft window, then requeue) instead of waiting for the episode.
     os.environ["REMAP_SIGTERM"] = "SIGQUIT"
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if device:
-        os.environ["RTBENCH_DEVICE"] = device
-    if queues:
-        os.environ["RTBENCH_QUEUES"] = queues
     settings = Settings.from_env()  # validated now: errors name the variable, exit 2
+    if device:
+        settings = replace(settings, device=check_device(device, "--device"))
+    if queues:
+        names = tuple(q.strip() for q in queues.split(",") if q.strip())
+        if not names:
+            raise click.BadParameter("expected comma-separated queue names", param_hint="--queues")
+        settings = replace(settings, queues=names)
     if settings.backend not in available_backends():  # names only: nothing imported, no CUDA
         raise SettingsError(f"RTBENCH_BACKEND={settings.backend!r}: unknown backend; known backends: "
                             f"{', '.join(available_backends())} (add one through the 'rtbench.backends' "
@@ -67,9 +72,11 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
                         "running episodes on the CPU; set RTBENCH_DEVICE=cpu to say that is intended")
     if gpu is not None:
         pin(gpu)
+        settings = replace(settings, leased_gpu=gpu)
         name = f"gpu{gpu}@{settings.machine}"
     else:
         name = f"cpu{os.getpid()}@{settings.machine}"
+    use(settings)  # the Celery app, its consumer and the pool children (forked) use these
     log.info("worker %s starting: %s", name, settings.redacted())
     if settings.preload_specs:
         from worker.delivery import preload_specs

@@ -12,9 +12,7 @@ from typing import Any
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES
 
-from worker.settings import Settings
-
-TASK_RUN_EPISODE = "rtbench.run_episode"
+from worker.settings import Settings, active
 
 app = Celery("rtbench", include=["worker.tasks"])
 
@@ -81,10 +79,10 @@ def use_guarded_redis_transport() -> None:
     """redis:// and rediss:// URLs select kombu's Redis transport with one change: an item it
     cannot decode goes to the dead-letter list instead of vanishing (worker/transport.py).
     Registered under kombu's own scheme names, so that URLs, logs and TLS work as with kombu's."""
-    TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "worker.transport:Transport"
+    TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "worker.queue.transport:Transport"
 
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
     use_guarded_redis_transport()
-    sender.conf.update(celery_config(Settings.from_env()))
+    sender.conf.update(celery_config(active()))

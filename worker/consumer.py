@@ -3,10 +3,10 @@ stored as a dead letter, and a worker that cannot write records stops taking epi
 
 - **Envelopes Celery cannot run** (no task header, a task name this worker does not know, a
   content type other than JSON, a body that is not ``[args, kwargs, embed]``) are stored in
-  ``rtbench:dead`` with the raw message and acknowledged; Celery itself would log and drop them,
+  the dead-letter list with the raw message and acknowledged; Celery itself would log and drop them,
   or fail them in the pool child, where the message is acknowledged without a trace.
 - **Pause and resume.** A child that cannot write a record (disk full, read-only or
-  permission-denied results folder) leaves a notice in Redis (``rtbench:blocked:<worker>``) and
+  permission-denied results folder) leaves a notice in Redis (``keys.blocked(worker)``) and
   sends its message back. Before handing a message to the pool this consumer looks for the
   notice: if there is one, the message goes back too and the worker stops consuming, then probes
   the folder every ``RTBENCH_BLOCKED_PROBE_INTERVAL`` seconds and resumes when a record-sized
@@ -25,8 +25,8 @@ from typing import Any
 import redis
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from worker.settings import Settings
-from worker.state import QueueState, connect
+from worker.queue.state import QueueState, connect
+from worker.settings import active
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def raw_message(message: Any) -> str:
 class Consumer(CeleryConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rtbench = Settings.from_env()
+        self.rtbench = active()
         self._state: QueueState | None = None
         self._paused_queues: list[str] = []
         self._probe_entry: Any = None

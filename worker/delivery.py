@@ -39,9 +39,9 @@ from benchmark.results import OK, counts_as_done, read_record, write_record
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
 from benchmark.spec import Spec, load_spec
-from worker.messages import EpisodeMessage, MalformedMessage, parse_message
+from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
+from worker.queue.state import QueueState, connect
 from worker.settings import Settings
-from worker.state import QueueState, connect
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,6 @@ class Blocked(Exception):
         self.reason, self.path = reason, path
 
 
-def backoff_s(attempt: int) -> float:
-    return min(2.0 ** attempt, 60.0)
-
-
 class Finisher:
     """Makes written records durable (directory fsync), then marks them done in Redis.
 
@@ -139,7 +135,7 @@ class ChildContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state = QueueState(connect(settings.broker_url))
-        self.device = settings.device or ("cuda:0" if os.environ.get("RTBENCH_LEASED_GPU") else "cpu")
+        self.device = settings.torch_device
         self._policies: dict[str, PolicyAdapter] = {}
         self._backend: Backend | None = None
         self.finisher = Finisher(self.state)
@@ -177,7 +173,7 @@ class ChildContext:
 
     def worker_info(self, hostname: str) -> dict[str, Any]:
         return {"machine": self.settings.machine, "hostname": hostname, "pid": os.getpid(),
-                "gpu": os.environ.get("RTBENCH_LEASED_GPU"), "device": self.device}
+                "gpu": self.settings.leased_gpu, "device": self.device}
 
 
 @dataclass
@@ -259,9 +255,9 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
                                          timeout_s=settings.episode_timeout_s, attempt=attempt, worker=worker)
                     outcome = RAN
                 except RetryableEpisodeError as exc:
-                    if attempt < settings.max_attempts:
+                    if settings.retry.has_attempts_left(attempt):
                         state.note_error(key.id, str(exc))
-                        raise Retry(backoff_s(attempt), str(exc)) from exc
+                        raise Retry(settings.retry.delay_s(attempt), str(exc)) from exc
                     record = infrastructure_failure_record(spec, key, exc, backend_name=settings.backend,
                                                            attempt=attempt, worker=worker)
                     outcome = GAVE_UP
@@ -323,9 +319,9 @@ def _unexpected(ctx: ChildContext, args: tuple, kwargs: dict, exc: Exception, ho
             state.note_error(episode, f"delivery_failed: {text}")
         else:
             attempt = state.count_failure(episode, f"delivery_failed: {text}")
-        if attempt < settings.max_attempts:
+        if settings.retry.has_attempts_left(attempt):
             log.warning("%s: attempt %d failed (%s)", episode, attempt, text, exc_info=True)
-            raise Retry(backoff_s(attempt), text) from exc
+            raise Retry(settings.retry.delay_s(attempt), text) from exc
         text = f"{text} (after {attempt} attempts)"
     log.error("dead letter (delivery_failed): %s: %s", episode, text, exc_info=True)
     state.dead_letter("delivery_failed", text, message={"args": args, "kwargs": kwargs}, episode_id=episode,

@@ -91,4 +91,3 @@ def pin(gpu: str) -> None:
     """Make the leased GPU the only one CUDA will see in this process and its children."""
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # indexes mean what nvidia-smi says
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    os.environ["RTBENCH_LEASED_GPU"] = gpu

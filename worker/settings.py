@@ -1,25 +1,25 @@
-"""One typed settings object for workers and producers, read from ``RTBENCH_*`` variables.
+"""The settings of workers and producers: the shared run settings plus the queue's own.
 
-Nothing reads the environment at import time: ``Settings.from_env()`` is called when a
-worker or producer starts, and every error names the variable and what it expects.
+A process builds them once at its entry point (``Settings.from_env()``, then its flags with
+``dataclasses.replace``), hands them to ``use()`` when other parts of the process (the Celery
+app, its consumer, the pool children forked from it) need them, and passes them to the
+processes it starts through ``to_env()``. Nothing reads the environment at import time, and
+every error names the variable and what it expects.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmark.errors import BenchmarkError
+from benchmark.run_settings import RunSettings, SettingsError, number, read
+
+__all__ = ["Settings", "SettingsError", "active", "check_broker_url", "redact_url", "use"]
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
-
-
-class SettingsError(BenchmarkError):
-    """An RTBENCH_* variable with a value rtbench cannot use."""
 
 
 def redact_url(url: str) -> str:
@@ -32,20 +32,21 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, user + netloc, parts.path, parts.query, parts.fragment))
 
 
+def check_broker_url(url: str, where: str) -> str:
+    if urlsplit(url).scheme not in ("redis", "rediss"):
+        raise SettingsError(f"{where}={redact_url(url)!r}: expected a redis:// or rediss:// URL")
+    return url
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(RunSettings):
     broker_url: str = DEFAULT_BROKER_URL
-    results_dir: Path = Path("results")
-    machine: str = field(default_factory=socket.gethostname)
-    device: str | None = None            # "cpu", "cuda", "cuda:N"; None: a leased GPU, else cpu
     gpu: int | None = None               # pin this GPU index instead of leasing one
     gpu_lock_dir: Path = Path("/tmp/rtbench-gpu-locks")  # shared by the machine's containers
-    backend: str = "kinematic"
-    skip_expert_check: bool = False
-    episode_timeout_s: float = 3600.0    # soft time limit of one episode
+    # The GPU this worker leased (its CUDA_VISIBLE_DEVICES); set by `python -m worker`, not a variable.
+    leased_gpu: str | None = field(default=None, metadata={"process_local": True})
     hard_timeout_margin_s: float = 120.0  # hard limit = soft + this (cleanup after the soft one)
     visibility_margin_s: float = 300.0   # visibility timeout = hard limit + this
-    max_attempts: int = 3
     max_tasks_per_child: int = 100
     claim_ttl_s: float = 60.0            # a running episode's claim expires this long after its last heartbeat
     queues: tuple[str, ...] = ("episodes",)
@@ -56,7 +57,12 @@ class Settings:
     shutdown_grace_s: float = 5.0
     # A worker whose results folder cannot be written stops taking episodes and looks again
     # this often.
-    blocked_probe_s: float = 30.0
+    blocked_probe_s: float = field(default=30.0, metadata={"env": "blocked_probe_interval"})
+
+    @property
+    def torch_device(self) -> str:
+        """The device episodes run on: the one asked for, else the leased GPU, else the CPU."""
+        return self.device or ("cuda:0" if self.leased_gpu is not None else "cpu")
 
     @property
     def hard_time_limit_s(self) -> float:
@@ -79,53 +85,29 @@ class Settings:
         return self.claim_ttl_s * 1.5
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict = {}
-
-        def get(name: str) -> str | None:
-            value = env.get(f"RTBENCH_{name}")
-            return value if value not in (None, "") else None
-
-        if (url := get("BROKER_URL")) is not None:
-            scheme = urlsplit(url).scheme
-            if scheme not in ("redis", "rediss"):
-                raise SettingsError(f"RTBENCH_BROKER_URL={redact_url(url)!r}: expected a redis:// or rediss:// URL")
-            values["broker_url"] = url
-        for name, key in (("RESULTS_DIR", "results_dir"), ("GPU_LOCK_DIR", "gpu_lock_dir")):
-            if (value := get(name)) is not None:
-                values[key] = Path(value)
-        for name, key in (("MACHINE", "machine"), ("BACKEND", "backend")):
-            if (value := get(name)) is not None:
-                values[key] = value
-        if (device := get("DEVICE")) is not None:
-            if not (device in ("cpu", "cuda") or device.startswith("cuda:")):
-                raise SettingsError(f"RTBENCH_DEVICE={device!r}: expected cpu, cuda or cuda:N")
-            values["device"] = device
-        if (queues := get("QUEUES")) is not None:
-            values["queues"] = tuple(q.strip() for q in queues.split(",") if q.strip())
-            if not values["queues"]:
-                raise SettingsError("RTBENCH_QUEUES: expected comma-separated queue names")
-        if (specs := get("PRELOAD_SPECS")) is not None:
-            values["preload_specs"] = tuple(ref.strip() for ref in specs.split(",") if ref.strip())
-        if (flag := get("SKIP_EXPERT_CHECK")) is not None:
-            if flag.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise SettingsError(f"RTBENCH_SKIP_EXPERT_CHECK={flag!r}: expected 1/0, true/false or yes/no")
-            values["skip_expert_check"] = flag.lower() in ("1", "true", "yes")
-        for name, key, minimum in (("GPU", "gpu", 0), ("MAX_ATTEMPTS", "max_attempts", 1),
-                                   ("MAX_TASKS_PER_CHILD", "max_tasks_per_child", 1)):
-            if (value := get(name)) is not None:
-                values[key] = _number(f"RTBENCH_{name}", value, int, minimum)
-        for name, key in (("EPISODE_TIMEOUT", "episode_timeout_s"), ("CLAIM_TTL", "claim_ttl_s"),
-                          ("HARD_TIMEOUT_MARGIN", "hard_timeout_margin_s"),
+    def values_from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        values = super().values_from_env(env)
+        if (url := read(env, "BROKER_URL")) is not None:
+            values["broker_url"] = check_broker_url(url, "RTBENCH_BROKER_URL")
+        if (value := read(env, "GPU_LOCK_DIR")) is not None:
+            values["gpu_lock_dir"] = Path(value)
+        for name, key in (("QUEUES", "queues"), ("PRELOAD_SPECS", "preload_specs")):
+            if (value := read(env, name)) is not None:
+                values[key] = tuple(part.strip() for part in value.split(",") if part.strip())
+        if values.get("queues") == ():
+            raise SettingsError("RTBENCH_QUEUES: expected comma-separated queue names")
+        for name, key in (("GPU", "gpu"), ("MAX_TASKS_PER_CHILD", "max_tasks_per_child")):
+            if (value := read(env, name)) is not None:
+                values[key] = number(f"RTBENCH_{name}", value, int, 0 if key == "gpu" else 1)
+        for name, key in (("CLAIM_TTL", "claim_ttl_s"), ("HARD_TIMEOUT_MARGIN", "hard_timeout_margin_s"),
                           ("VISIBILITY_MARGIN", "visibility_margin_s"),
                           ("UNACKED_RESTORE_INTERVAL", "unacked_restore_interval_s"),
                           ("BLOCKED_PROBE_INTERVAL", "blocked_probe_s")):
-            if (value := get(name)) is not None:
-                values[key] = _number(f"RTBENCH_{name}", value, float, 1)
-        if (value := get("SHUTDOWN_GRACE")) is not None:
-            values["shutdown_grace_s"] = _number("RTBENCH_SHUTDOWN_GRACE", value, float, 0)
-        return cls(**values)
+            if (value := read(env, name)) is not None:
+                values[key] = number(f"RTBENCH_{name}", value, float, 1)
+        if (value := read(env, "SHUTDOWN_GRACE")) is not None:
+            values["shutdown_grace_s"] = number("RTBENCH_SHUTDOWN_GRACE", value, float, 0)
+        return values
 
     def redacted(self) -> dict[str, object]:
         """The settings for a log line, without secrets."""
@@ -134,11 +116,18 @@ class Settings:
         return shown
 
 
-def _number(variable: str, text: str, kind: type, minimum: float) -> int | float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise SettingsError(f"{variable}={text!r}: expected {'an integer' if kind is int else 'a number'}") from None
-    if value < minimum:
-        raise SettingsError(f"{variable}={text!r}: expected at least {minimum}")
-    return value
+_active: Settings | None = None
+
+
+def use(settings: Settings) -> None:
+    """Make ``settings`` this process's settings (and its forked children's)."""
+    global _active
+    _active = settings
+
+
+def active() -> Settings:
+    """This process's settings: those given to ``use()``, else read from the environment once
+    (e.g. in ``celery -A worker.app flower``, which has no rtbench entry point)."""
+    if _active is None:
+        use(Settings.from_env())
+    return _active

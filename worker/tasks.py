@@ -22,10 +22,11 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
-from worker.app import TASK_RUN_EPISODE, app
+from worker.app import app
 from worker.delivery import Blocked, ChildContext, Defer, Retry, deliver
-from worker.settings import Settings
-from worker.state import QueueState, connect
+from worker.queue.messages import TASK_RUN_EPISODE
+from worker.queue.state import QueueState, connect
+from worker.settings import active
 
 log = logging.getLogger(__name__)
 _context: ChildContext | None = None
@@ -37,7 +38,7 @@ def child_context() -> ChildContext:
     """Built on the first task of each worker child (never in the parent: no CUDA there)."""
     global _context
     if _context is None:
-        _context = ChildContext(Settings.from_env())
+        _context = ChildContext(active())
     return _context
 
 
@@ -117,7 +118,7 @@ def _note_hard_time_limit(sender: object, task_id: str, exception: BaseException
     if (getattr(sender, "name", None) != TASK_RUN_EPISODE or not isinstance(exception, TimeLimitExceeded)
             or not isinstance(episode, str)):
         return
-    settings = Settings.from_env()
+    settings = active()
     try:
         QueueState(connect(settings.broker_url)).release_killed(
             episode, _worker_name, task_id,

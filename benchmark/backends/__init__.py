@@ -21,3 +21,10 @@ def available_backends() -> list[str]:
 def backend_class(name: str) -> type[Backend]:
     """The backend class registered under ``name``; the error names the known backends."""
     return load_class(name, BUILTIN_BACKENDS, ENTRY_POINT_GROUP, Backend, ("backend", "backends"), BackendError)
+
+
+def default_device() -> str:
+    """``cuda:0`` when torch sees a GPU, else ``cpu`` (torch imported here, lazily: backends own it)."""
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"

@@ -149,6 +149,14 @@ def redis_server(tmp_path_factory):
     """One real Redis server for the session (RTBENCH_TEST_REDIS_URL to use another)."""
     url = os.environ.get("RTBENCH_TEST_REDIS_URL")
     if url:
+        import redis
+
+        from worker.settings import redact_url
+
+        keys = redis.Redis.from_url(url).dbsize()
+        if keys:  # the tests flush their database: never someone's data
+            pytest.exit(f"RTBENCH_TEST_REDIS_URL={redact_url(url)} holds {keys} keys; the tests flush the database "
+                        "they use: point it at an empty one (e.g. another /<db> number)", returncode=2)
         yield url
         return
     from producer.embedded import EmbeddedRedis

@@ -81,7 +81,7 @@ def records(results: Path) -> dict[str, dict]:
 def message(episode_id: str, spec: str = "lm20"):
     from benchmark.episodes import EpisodeKey
     from benchmark.spec import load_spec
-    from worker.messages import EpisodeMessage
+    from worker.queue.messages import EpisodeMessage
 
     return EpisodeMessage(EpisodeKey.parse(episode_id), spec, load_spec(spec).sha256)
 

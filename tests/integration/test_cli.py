@@ -2,27 +2,56 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 
 from benchmark.spec_generator import spec_bytes
 
-COMMANDS = ["benchmark.spec_generator", "benchmark.check_spec", "benchmark.eval_runner", "benchmark.verify"]
+PACKAGES = ("benchmark", "worker", "producer", "reporting")
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_an_example(command):
-    result = run(command, "--help")
-    assert result.returncode == 0
-    assert "Example" in result.stdout and len(result.stdout.splitlines()) > 5
+def click_commands() -> dict[str, tuple[click.Command, list[str]]]:
+    """Every click command and subcommand defined in the project: name -> (root command, path)."""
+    found: dict[str, tuple[click.Command, list[str]]] = {}
+
+    def walk(root: click.Command, command: click.Command, path: list[str], name: str) -> None:
+        found[name] = (root, path)
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            walk(root, sub, [*path, sub_name], f"{name} {sub_name}")
+
+    for package in PACKAGES:
+        for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if isinstance(value, click.Command) and value.callback and value.callback.__module__ == info.name:
+                    walk(value, value, [], f"{info.name}:{value.name}")
+    return found
+
+
+def test_every_command_and_subcommand_has_help_with_an_example():
+    commands = click_commands()
+    entry_points = {"worker.__main__:main", "producer.__main__:cli", "reporting.cli:main",
+                    "benchmark.eval_runner:main", "benchmark.verify:main", "benchmark.check_spec:main",
+                    "benchmark.spec_generator:main"}
+    assert entry_points <= set(commands), sorted(commands)
+    assert {"producer.__main__:cli enqueue", "producer.__main__:cli status", "producer.__main__:cli dead",
+            "producer.__main__:cli run"} <= set(commands)
+    for name, (root, path) in sorted(commands.items()):
+        result = CliRunner().invoke(root, [*path, "--help"], prog_name=name)
+        assert result.exit_code == 0, (name, result.output)
+        assert "Example" in result.output and len(result.output.splitlines()) > 5, (name, result.output)
 
 
 def test_check_spec_summarises_shipped_specs():

@@ -151,3 +151,20 @@ def test_sigint_stops_cleanly_and_the_next_run_resumes(plugin_path, tmp_path):
     assert resumed.returncode == 0
     assert f"{30 - len(done)} episodes to run, {len(done)} already done" in resumed.stderr
     assert len(records(results)) == 30
+
+
+def test_the_static_runner_and_the_report_honour_rtbench_results_dir(plugin_path, tmp_path):
+    elsewhere = tmp_path / "shared" / "results"
+    env = {**os.environ, "RTBENCH_RESULTS_DIR": str(elsewhere), "RTBENCH_MAX_ATTEMPTS": "1",
+           "PYTHONPATH": str(plugin_path)}
+    ran = subprocess.run([sys.executable, "-m", "benchmark.eval_runner", "--spec", "lm20", "--policy", "feedback",
+                          "--settings", "bias_lm_always_on", "--tasks", "click_bell", "--max-repeat", "2",
+                          "--skip-expert-check", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert len(records(elsewhere)) == 2 and not (tmp_path / "results").exists()
+    report = subprocess.run([sys.executable, "-m", "reporting.cli", "--spec", "lm20", "--export-json",
+                             str(tmp_path / "r.json"), "--quiet"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert json.loads((tmp_path / "r.json").read_text())["per_policy"]["feedback"]["overall"]["completed"] == 2

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 from benchmark.spec import load_spec
-from producer.publish import MessageBuilder, publish
 from tests.integration.queue_support import done_count, message, queue_is_drained, records, wait_for
+from worker.queue.publish import MessageBuilder, publish
 
 SLICE = ["--tasks", "adjust_bottle,click_bell", "--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on",
          "--max-repeat", "2"]
@@ -92,6 +92,21 @@ def test_bad_messages_go_to_the_dead_letter_list_and_the_worker_keeps_working(pr
     assert shown.returncode == 0 and "spec_mismatch" in shown.stdout
     purged = producer("dead", "--purge")
     assert "purged 5" in purged.stdout and broker.llen("rtbench:dead") == 0
+
+
+def test_requeued_dead_letters_are_published_like_enqueue_and_never_sent_twice(producer, workers, broker):
+    args = ["lm20", "--policy", "Motus", "--settings", "bias_lm_always_on", "--tasks", "click_bell",
+            "--max-repeat", "1"]
+    assert "enqueued 1" in producer("enqueue", *args).stdout
+    worker = workers()  # Motus is not installed here: a dead letter
+    wait_for(lambda: broker.llen("rtbench:dead") == 1, 60, "the dead letter")
+    worker.kill_tree()
+    requeued = producer("dead", "--requeue")
+    assert requeued.returncode == 0 and "re-published 1 messages" in requeued.stdout
+    episode = message("Motus/bias_lm_always_on/click_bell/episode_0")
+    assert [json.loads(raw)["headers"]["id"] for raw in broker.lrange("episodes", 0, -1)] == [episode.task_id]
+    again = producer("enqueue", *args, "--requeue-stale", "--stale-after", "0")
+    assert "enqueued 0" in again.stdout and broker.llen("episodes") == 1  # recognised: not sent a second time
 
 
 def test_killed_pool_child_is_rerun_elsewhere_and_written_once(workers, broker, tmp_path):
@@ -392,3 +407,17 @@ def test_producer_run_stops_everything_on_ctrl_c(tmp_path, plugin_path):
                 continue
     assert alive == [], "producer run left processes behind after Ctrl-C"
     assert not [p for p in results.rglob("*") if p.is_file() and not p.name.startswith("episode_")]
+
+
+def test_an_external_test_database_that_is_not_empty_is_refused(redis_server, broker, tmp_path):
+    import subprocess
+    import sys
+
+    broker.set("someone:else", "data")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/integration/test_queue.py::test_published_messages_match_what_celery_itself_sends"],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "RTBENCH_TEST_REDIS_URL": redis_server})
+    assert run.returncode == 2, run.stdout[-2000:]
+    assert "holds 1 keys; the tests flush the database" in run.stdout + run.stderr
+    assert broker.get("someone:else") == "data"  # not flushed

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.spec import load_spec
-from producer.publish import MessageBuilder, publish
 from tests.integration.queue_support import dead_letters, done_count, message, queue_is_drained, records, wait_for
+from worker.queue.publish import MessageBuilder, publish
 
 SLICE = ["--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on", "--tasks", "click_bell",
          "--max-repeat", "2"]  # 6 episodes

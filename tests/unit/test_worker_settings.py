@@ -8,7 +8,7 @@ import pytest
 
 from worker.app import celery_config
 from worker.gpu import try_lease, visible_gpus
-from worker.messages import TASK_ID_NAMESPACE, MalformedMessage, parse_message, task_id
+from worker.queue.messages import TASK_ID_NAMESPACE, MalformedMessage, parse_message, task_id
 from worker.settings import Settings, SettingsError, redact_url
 
 
@@ -89,8 +89,8 @@ def test_messages_parse_or_say_why():
 def test_fast_envelopes_equal_the_general_ones():
     import json
 
-    from producer.publish import MessageBuilder
-    from worker.messages import EpisodeMessage
+    from worker.queue.messages import EpisodeMessage
+    from worker.queue.publish import MessageBuilder
 
     builder = MessageBuilder("episodes", priority=3)
     for ref in ("lm20", "/data/specs/my spec's \"v2\".json"):
@@ -101,3 +101,29 @@ def test_fast_envelopes_equal_the_general_ones():
                                                                                               message.task_id))
         fast["properties"].pop("delivery_tag"), general["properties"].pop("delivery_tag")
         assert fast == general
+
+
+def test_to_env_rebuilds_the_same_settings_in_a_child_process(tmp_path):
+    from dataclasses import replace
+
+    settings = replace(Settings.from_env({"RTBENCH_BROKER_URL": "redis://:pw@hub:6379/1", "RTBENCH_QUEUES": "a,b",
+                                          "RTBENCH_SHUTDOWN_GRACE": "0", "RTBENCH_BLOCKED_PROBE_INTERVAL": "7",
+                                          "RTBENCH_SKIP_EXPERT_CHECK": "yes", "RTBENCH_EPISODE_TIMEOUT": "90"}),
+                       results_dir=tmp_path / "results", leased_gpu="3")
+    rebuilt = Settings.from_env(settings.to_env())
+    assert rebuilt == replace(settings, leased_gpu=None)  # the lease belongs to the process that holds it
+    assert settings.torch_device == "cuda:0" and rebuilt.torch_device == "cpu"
+
+
+def test_the_static_runner_and_the_workers_share_run_settings_and_retry_policy():
+    from benchmark.run_settings import RunSettings
+
+    env = {"RTBENCH_RESULTS_DIR": "/data/results", "RTBENCH_MAX_ATTEMPTS": "4", "RTBENCH_EPISODE_TIMEOUT": "900"}
+    shared, worker = RunSettings.from_env(env), Settings.from_env(env)
+    for name in ("results_dir", "machine", "device", "backend", "skip_expert_check", "episode_timeout_s",
+                 "max_attempts"):
+        assert getattr(shared, name) == getattr(worker, name), name
+    assert shared.retry == worker.retry
+    assert [shared.retry.delay_s(a) for a in (1, 2, 3, 6, 7)] == [2, 4, 8, 60, 60]
+    assert shared.retry.has_attempts_left(3) and not shared.retry.has_attempts_left(4)
+    assert RunSettings().episode_timeout_s == Settings().episode_timeout_s == 3600

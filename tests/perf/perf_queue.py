@@ -9,32 +9,27 @@
    the lower bound max(total/8, longest) (target <= 1.05x), next to the same workload split
    statically by ``--worker-id`` round robin (computed from the same durations).
 
-    .venv/bin/python tests/perf/queue.py
+    .venv/bin/python tests/perf/perf_queue.py
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
+import textwrap
+import time
 from pathlib import Path
 
-# This file is named queue.py (as the issue asks): run as a script, its folder would shadow the
-# standard library's `queue` module, which redis and kombu import. Drop the folder from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import redis
 
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-
-import redis  # noqa: E402
-
-from benchmark.episodes import iter_episodes, partition  # noqa: E402
-from benchmark.spec import load_spec  # noqa: E402
-from producer.embedded import EmbeddedRedis  # noqa: E402
-from producer.enqueue import plan_enqueue  # noqa: E402
-from producer.publish import CHUNK, MessageBuilder, publish  # noqa: E402
-from worker.state import QueueState  # noqa: E402
+from benchmark.episodes import iter_episodes, partition
+from benchmark.spec import load_spec
+from producer.embedded import EmbeddedRedis
+from producer.enqueue import plan_enqueue
+from worker.queue.publish import CHUNK, MessageBuilder, publish
+from worker.queue.state import QueueState
 
 PLUGIN = '''
 import os, time
@@ -174,7 +169,7 @@ def drain_time(client: redis.Redis, total: int, done_key: str | None) -> float:
 
 def measure_throughput(client: redis.Redis, env: dict, root: Path, n: int = 500, rounds: int = 2) -> None:
     """Steady state: each side first runs one warm-up message (imports, spec load), then n."""
-    from worker.messages import EpisodeMessage
+    from worker.queue.messages import EpisodeMessage
 
     spec = load_spec("lm20")
     keys = list(iter_episodes(spec, "null"))[: (n + 1) * rounds]

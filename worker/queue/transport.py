@@ -3,7 +3,7 @@
 kombu pops a message off the Redis list before it decodes it: an item that is not JSON, or a
 JSON envelope whose body is not base64 (or lacks its properties), raises inside the worker's
 event loop, and the item, popped already, is gone. This channel catches exactly those two
-steps and stores the raw item in ``rtbench:dead`` (truncated) before the worker moves on.
+steps and stores the raw item in the dead-letter list (truncated) before the worker moves on.
 The app selects it with ``broker_transport`` (see ``worker.app``); everything else is kombu's.
 """
 
@@ -18,7 +18,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from worker.state import PREFIX, dead_letter_entry
+from worker.queue import keys
+from worker.queue.state import dead_letter_entry
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Channel(kombu_redis.Channel):
                                   worker=f"{socket.gethostname()}:{os.getpid()}")
         try:
             with self.conn_or_acquire() as client:
-                client.rpush(f"{PREFIX}dead", entry)
+                client.rpush(keys.DEAD, entry)
         except Exception:
             log.exception("could not store a dead letter (%s: %s); the item was: %s", reason, detail, entry[:4096])
             return

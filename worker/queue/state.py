@@ -1,19 +1,7 @@
-"""The queue's bookkeeping in Redis, shared by workers and producers.
+"""The queue's bookkeeping in Redis, shared by workers and producers (key names: ``keys``).
 
 Redis is a cache of work, never the source of truth (records are): losing every key here
 costs at most some re-enqueueing, which ``enqueue`` reconciles against the records.
-
-Keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an episode id):
-
-- ``claim:<id>``      who runs the episode now; expires unless its heartbeat renews it
-- ``attempts:<id>``   how many times a worker started it (deaths included)
-- ``last_error:<id>`` why the previous start did not finish
-- ``done:<sha>``      set of finished episode ids (valid or error record written)
-- ``finished:<sha>``  zset id -> finish time (progress rate for ``status``)
-- ``enqueued:<sha>``  hash id -> publish time (idempotent ``enqueue``, stale detection)
-- ``dead``            list of dead letters (JSON: reason, detail, message, episode, worker, time)
-- ``blocked:<worker>`` why a worker stopped taking episodes (its results folder is not writable);
-                      kept alive by the worker's probe, deleted when the folder is writable again
 """
 
 from __future__ import annotations
@@ -28,7 +16,9 @@ from typing import Any, ClassVar
 
 import redis
 
-PREFIX = "rtbench:"
+from worker.queue import keys
+from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
+from worker.queue.publish import publish, queued_task_id, unacked_task_id
 
 # Renew the claim only while we still own it; release only our own claim.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -70,6 +60,34 @@ class QueueState:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
 
+    # ------------------------------------------------------------------ the queue itself
+    def publish(self, messages: list[EpisodeMessage], *, queue: str, priority: int = 0) -> int:
+        return publish(self.r, messages, queue=queue, priority=priority)
+
+    def queue_length(self, queue: str) -> int:
+        """Messages waiting in ``queue`` (every priority bucket)."""
+        with self.r.pipeline() as pipe:
+            for key in keys.queue_keys(queue):
+                pipe.llen(key)
+            return sum(pipe.execute())
+
+    def queued_task_ids(self, queue: str) -> set[str]:
+        """Task ids of the messages waiting in ``queue`` or delivered but unacknowledged."""
+        ids = {queued_task_id(raw) for key in keys.queue_keys(queue) for raw in self.r.lrange(key, 0, -1)}
+        ids.update(unacked_task_id(raw) for raw in self.r.hvals(keys.UNACKED))
+        return ids
+
+    def specs_overview(self) -> list[tuple[str, int, int]]:
+        """(spec sha256, episodes done, episodes enqueued) of every spec enqueued so far."""
+        prefix = len(keys.enqueued(""))
+        shas = sorted(key[prefix:] for key in self.r.scan_iter(keys.ENQUEUED_PATTERN))
+        with self.r.pipeline() as pipe:
+            for sha in shas:
+                pipe.scard(keys.done(sha))
+                pipe.hlen(keys.enqueued(sha))
+            counts = pipe.execute()
+        return [(sha, counts[2 * i], counts[2 * i + 1]) for i, sha in enumerate(shas)]
+
     # ------------------------------------------------------------------ claims and attempts
     def claim(self, episode_id: str, owner: str, ttl_s: float) -> tuple[int, str | None]:
         """Claim the episode and count one more attempt: (attempt, why the previous attempt
@@ -82,10 +100,10 @@ class QueueState:
         return int(reply[0]), (reply[1] if len(reply) > 1 and reply[1] else None)
 
     def claim_owner(self, episode_id: str) -> str | None:
-        return self.r.get(f"{PREFIX}claim:{episode_id}")
+        return self.r.get(keys.claim(episode_id))
 
     def release(self, episode_id: str, owner: str) -> None:
-        self.r.eval(_RELEASE, 1, f"{PREFIX}claim:{episode_id}", owner)
+        self.r.eval(_RELEASE, 1, keys.claim(episode_id), owner)
 
     def unclaim(self, episode_id: str, owner: str) -> None:
         """Release our claim and take back the attempt it counted."""
@@ -94,25 +112,25 @@ class QueueState:
     def release_killed(self, episode_id: str, worker: str, delivery_id: str, why: str) -> None:
         """The delivery ``delivery_id`` of ``worker`` was killed: note why, free its claim."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.set(f"{PREFIX}last_error:{episode_id}", why)
-            pipe.eval(_RELEASE_DEAD, 1, f"{PREFIX}claim:{episode_id}", f"{worker}:", f":{delivery_id}")
+            pipe.set(keys.last_error(episode_id), why)
+            pipe.eval(_RELEASE_DEAD, 1, keys.claim(episode_id), f"{worker}:", f":{delivery_id}")
             pipe.execute()
 
     def heartbeat(self, episode_id: str, owner: str, ttl_s: float) -> Heartbeat:
-        return Heartbeat(self.r, f"{PREFIX}claim:{episode_id}", owner, ttl_s)
+        return Heartbeat(self.r, keys.claim(episode_id), owner, ttl_s)
 
     def running(self) -> list[str]:
-        start = len(PREFIX) + len("claim:")
-        return [key[start:] for key in self.r.scan_iter(f"{PREFIX}claim:*", count=1000)]
+        start = len(keys.claim(""))
+        return [key[start:] for key in self.r.scan_iter(keys.CLAIM_PATTERN, count=1000)]
 
     def note_error(self, episode_id: str, text: str) -> None:
-        self.r.set(f"{PREFIX}last_error:{episode_id}", text)
+        self.r.set(keys.last_error(episode_id), text)
 
     def count_failure(self, episode_id: str, text: str) -> int:
         """Count a delivery that failed before it claimed the episode; returns the attempts so far."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.incr(f"{PREFIX}attempts:{episode_id}")
-            pipe.set(f"{PREFIX}last_error:{episode_id}", text)
+            pipe.incr(keys.attempts(episode_id))
+            pipe.set(keys.last_error(episode_id), text)
             attempts, _ = pipe.execute()
         return int(attempts)
 
@@ -131,14 +149,14 @@ class QueueState:
         (``done=False``: the retries ran out) leaves the episode free to be enqueued again."""
         with self.r.pipeline(transaction=False) as pipe:
             if done:
-                pipe.sadd(f"{PREFIX}done:{spec_sha}", episode_id)
+                pipe.sadd(keys.done(spec_sha), episode_id)
             else:
-                pipe.srem(f"{PREFIX}done:{spec_sha}", episode_id)
-                pipe.hdel(f"{PREFIX}enqueued:{spec_sha}", episode_id)
-            pipe.zadd(f"{PREFIX}finished:{spec_sha}", {episode_id: time.time()})
+                pipe.srem(keys.done(spec_sha), episode_id)
+                pipe.hdel(keys.enqueued(spec_sha), episode_id)
+            pipe.zadd(keys.finished(spec_sha), {episode_id: time.time()})
             pipe.delete(*_attempt_keys(episode_id)[1:])
             if owner is not None:
-                pipe.eval(_RELEASE, 1, f"{PREFIX}claim:{episode_id}", owner)
+                pipe.eval(_RELEASE, 1, keys.claim(episode_id), owner)
             pipe.execute()
 
     def repair_done(self, spec_sha: str, done: Iterable[str], not_done: Iterable[str]) -> None:
@@ -148,24 +166,24 @@ class QueueState:
         done, not_done = list(done), list(not_done)
         for chunk in _chunks(done, 10_000):
             with self.r.pipeline(transaction=False) as pipe:
-                pipe.sadd(f"{PREFIX}done:{spec_sha}", *chunk)
+                pipe.sadd(keys.done(spec_sha), *chunk)
                 pipe.delete(*(key for episode_id in chunk for key in _attempt_keys(episode_id)[1:]))
                 pipe.execute()
         for chunk in _chunks(not_done, 10_000):
-            self.r.srem(f"{PREFIX}done:{spec_sha}", *chunk)
+            self.r.srem(keys.done(spec_sha), *chunk)
 
     def done(self, spec_sha: str) -> set[str]:
-        return set(self.r.sscan_iter(f"{PREFIX}done:{spec_sha}", count=10_000))
+        return set(self.r.sscan_iter(keys.done(spec_sha), count=10_000))
 
     def finished_since(self, spec_sha: str, since: float) -> int:
-        return int(self.r.zcount(f"{PREFIX}finished:{spec_sha}", since, "+inf"))
+        return int(self.r.zcount(keys.finished(spec_sha), since, "+inf"))
 
     def finished_ids_since(self, spec_sha: str, since: float) -> set[str]:
         """Episodes that ended (a record written, or found) at or after ``since``."""
-        return set(self.r.zrangebyscore(f"{PREFIX}finished:{spec_sha}", since, "+inf"))
+        return set(self.r.zrangebyscore(keys.finished(spec_sha), since, "+inf"))
 
     def enqueued(self, spec_sha: str) -> dict[str, float]:
-        return {k: float(v) for k, v in self.r.hscan_iter(f"{PREFIX}enqueued:{spec_sha}", count=10_000)}
+        return {k: float(v) for k, v in self.r.hscan_iter(keys.enqueued(spec_sha), count=10_000)}
 
     # ------------------------------------------------------------------ dead letters
     def dead_letter(self, reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
@@ -173,19 +191,42 @@ class QueueState:
         """Park a message that cannot run, with why. Its episode's attempts start again from
         zero if it is requeued after the cause was fixed."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.rpush(f"{PREFIX}dead", dead_letter_entry(reason, detail, message=message, episode_id=episode_id,
+            pipe.rpush(keys.DEAD, dead_letter_entry(reason, detail, message=message, episode_id=episode_id,
                                                           worker=worker, traceback=traceback))
             if episode_id is not None:
                 pipe.delete(*_attempt_keys(episode_id)[1:])
             pipe.execute()
 
+    def dead_count(self) -> int:
+        return int(self.r.llen(keys.DEAD))
+
+    def requeue_dead_letters(self, queue: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Publish the dead letters that name an episode again (fixed task ids, ``enqueued:``
+        entries: like ``enqueue``); keep the others (undecodable ones) in the list.
+        Returns (requeued, kept)."""
+        requeued, kept, messages = [], [], []
+        for entry in self.take_dead_letters():
+            message = entry.get("message")
+            try:
+                if not isinstance(message, dict):
+                    raise MalformedMessage("undecodable", "no task arguments")
+                messages.append(parse_message(tuple(message.get("args") or ()), message.get("kwargs")))
+                requeued.append(entry)
+            except MalformedMessage:
+                kept.append(entry)
+        if kept:
+            self.r.rpush(keys.DEAD, *(json.dumps(entry) for entry in kept))
+        self.reset_attempts(m.key.id for m in messages)
+        self.publish(messages, queue=queue)
+        return requeued, kept
+
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in self.r.lrange(f"{PREFIX}dead", 0, -1)]
+        return [json.loads(item) for item in self.r.lrange(keys.DEAD, 0, -1)]
 
     def take_dead_letters(self) -> list[dict[str, Any]]:
         with self.r.pipeline() as pipe:
-            pipe.lrange(f"{PREFIX}dead", 0, -1)
-            pipe.delete(f"{PREFIX}dead")
+            pipe.lrange(keys.DEAD, 0, -1)
+            pipe.delete(keys.DEAD)
             items, _ = pipe.execute()
         return [json.loads(item) for item in items]
 
@@ -194,26 +235,26 @@ class QueueState:
         """Say why ``worker`` stopped taking episodes; expires unless its probe renews it."""
         entry = json.dumps({"worker": worker, "machine": machine, "reason": reason, "path": path,
                             "since": time.time()})
-        self.r.set(f"{PREFIX}blocked:{worker}", entry, px=int(ttl_s * 1000))
+        self.r.set(keys.blocked(worker), entry, px=int(ttl_s * 1000))
 
     def worker_block(self, worker: str) -> dict[str, Any] | None:
-        raw = self.r.get(f"{PREFIX}blocked:{worker}")
+        raw = self.r.get(keys.blocked(worker))
         return json.loads(raw) if raw else None
 
     def renew_block(self, worker: str, ttl_s: float) -> None:
-        self.r.pexpire(f"{PREFIX}blocked:{worker}", int(ttl_s * 1000))
+        self.r.pexpire(keys.blocked(worker), int(ttl_s * 1000))
 
     def unblock_worker(self, worker: str) -> None:
-        self.r.delete(f"{PREFIX}blocked:{worker}")
+        self.r.delete(keys.blocked(worker))
 
     def blocked_workers(self) -> list[dict[str, Any]]:
-        keys = sorted(self.r.scan_iter(f"{PREFIX}blocked:*", count=1000))
-        return [json.loads(raw) for raw in (self.r.mget(keys) if keys else []) if raw]
+        found = sorted(self.r.scan_iter(keys.BLOCKED_PATTERN, count=1000))
+        return [json.loads(raw) for raw in (self.r.mget(found) if found else []) if raw]
 
 
 def dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
                       traceback: str | None = None) -> str:
-    """One dead letter as stored in ``rtbench:dead``; raw bytes are kept as text, truncated."""
+    """One dead letter as stored in the dead-letter list; raw bytes are kept as text, truncated."""
     if isinstance(message, bytes | bytearray):
         message = message.decode("utf-8", errors="replace")
     if isinstance(message, str) and len(message) > RAW_LIMIT:
@@ -226,7 +267,7 @@ def dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str
 
 
 def _attempt_keys(episode_id: str) -> tuple[str, str, str]:
-    return f"{PREFIX}claim:{episode_id}", f"{PREFIX}attempts:{episode_id}", f"{PREFIX}last_error:{episode_id}"
+    return keys.claim(episode_id), keys.attempts(episode_id), keys.last_error(episode_id)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

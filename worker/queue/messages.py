@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from benchmark.episodes import EpisodeKey
 from benchmark.errors import InvalidNameError
 
+TASK_RUN_EPISODE = "rtbench.run_episode"  # the Celery task name of an episode message
 TASK_ID_NAMESPACE = uuid.UUID("5d6f4b8e-3c1a-4f7e-9b2d-8a1c0e6f2b47")
 _NAMESPACE_BYTES = TASK_ID_NAMESPACE.bytes
 

@@ -21,19 +21,11 @@ from collections.abc import Iterable, Sequence
 
 import redis
 
-from worker.app import TASK_RUN_EPISODE
-from worker.messages import EpisodeMessage, task_id
+from worker.queue import keys
+from worker.queue.messages import TASK_RUN_EPISODE, EpisodeMessage, task_id
 
-PRIORITY_STEPS = (0, 3, 6, 9)   # kombu's Redis priority buckets
-PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis queue-name separator for priority buckets
 CHUNK = 5000
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-def queue_key(queue: str, priority: int) -> str:
-    """The Redis list kombu consumes for ``priority`` (0 is served first)."""
-    bucket = max(step for step in PRIORITY_STEPS if step <= priority)
-    return queue if bucket == 0 else f"{queue}{PRIORITY_SEPARATOR}{bucket}"
 
 
 class MessageBuilder:
@@ -103,9 +95,13 @@ class MessageBuilder:
 
 
 def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: str, priority: int = 0) -> int:
-    """Push ``messages`` in order (the first is consumed first); notes them as enqueued."""
+    """Push ``messages`` in order (the first is consumed first); notes them as enqueued.
+
+    The only way rtbench puts an episode on the queue: the task id is the episode's fixed one
+    and the ``enqueued:`` entry is written with it, so that ``enqueue`` recognises the message.
+    """
     builder = MessageBuilder(queue, priority)
-    key = queue_key(queue, priority)
+    key = keys.queue_key(queue, priority)
     now = time.time()
     sent = 0
     for chunk in _chunks(messages, CHUNK):
@@ -117,7 +113,7 @@ def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: s
             for m in chunk:
                 by_spec.setdefault(m.spec_sha256, {})[m.key.id] = now
             for sha, ids in by_spec.items():
-                pipe.hset(f"rtbench:enqueued:{sha}", mapping=ids)
+                pipe.hset(keys.enqueued(sha), mapping=ids)
             pipe.execute()
         sent += len(chunk)
     return sent
@@ -126,3 +122,13 @@ def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: s
 def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def queued_task_id(raw: str | bytes) -> str:
+    """The task id of a message waiting in a queue list."""
+    return json.loads(raw)["headers"]["id"]
+
+
+def unacked_task_id(raw: str | bytes) -> str:
+    """The task id of an entry of kombu's ``unacked`` hash: [message, exchange, routing key]."""
+    return json.loads(raw)[0]["headers"]["id"]

@@ -10,7 +10,7 @@ waypoint and so uses all 400 actions) on the same backend instance, alternately,
 
 Target (issue 3): runner overhead under 10% of the bare loop.
 
-    .venv/bin/python tests/perf/episode_cost.py [--episodes 15]
+    .venv/bin/python tests/perf/perf_episode_cost.py [--episodes 15]
 """
 
 from __future__ import annotations

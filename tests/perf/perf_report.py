@@ -7,7 +7,7 @@ run order, as a running benchmark adds them; then, for the record, 1% scattered 
 folders (the worst case for an index that trusts unchanged folders); and the peak memory of a
 report (target <= 500 MB).
 
-    .venv/bin/python tests/perf/report.py [--policies 10]
+    .venv/bin/python tests/perf/perf_report.py [--policies 10]
 """
 
 from __future__ import annotations

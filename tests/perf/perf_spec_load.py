@@ -4,7 +4,7 @@ Target (issue 2): loading the full spec takes no more than 2x a plain ``json.loa
 same file. Both are timed in this run, on this machine, best of N rounds, so the ratio does
 not depend on the machine's speed.
 
-    .venv/bin/python tests/perf/spec_load.py [--rounds 5]
+    .venv/bin/python tests/perf/perf_spec_load.py [--rounds 5]
 """
 
 from __future__ import annotations

@@ -1,0 +1,125 @@
+"""What every runner of episodes shares, read from ``RTBENCH_*`` variables: the static runner
+(``python -m benchmark.eval_runner``) and the queue's workers run episodes by the same rules.
+
+Nothing reads the environment at import time: a command builds its settings once
+(``from_env()``, then its flags with ``dataclasses.replace``) and passes them down. Every error
+names the variable and what it expects. ``worker.settings.Settings`` extends these with the
+queue's own fields.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Self
+
+from benchmark.errors import BenchmarkError
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")
+
+
+class SettingsError(BenchmarkError):
+    """An RTBENCH_* variable (or the flag standing for it) with a value rtbench cannot use."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and after how long, an episode that failed for infrastructure reasons (CUDA
+    out of memory, a lost policy server, a timeout, a lost worker) runs again."""
+
+    max_attempts: int = 3
+    base_s: float = 2.0
+    cap_s: float = 60.0
+
+    def delay_s(self, attempt: int) -> float:
+        """Wait before the attempt after ``attempt`` (1-based): 2, 4, 8 ... s, at most 60 s."""
+        return min(self.base_s ** attempt, self.cap_s)
+
+    def has_attempts_left(self, attempt: int) -> bool:
+        return attempt < self.max_attempts
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    results_dir: Path = Path("results")
+    machine: str = field(default_factory=socket.gethostname)
+    device: str | None = None            # "cpu", "cuda", "cuda:N"; None: the runner's default
+    backend: str = "kinematic"
+    skip_expert_check: bool = False
+    episode_timeout_s: float = 3600.0    # deadline of one episode (a timeout is retried, then recorded)
+    max_attempts: int = 3                # for infrastructure failures
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        return cls(**cls.values_from_env(os.environ if environ is None else environ))
+
+    @classmethod
+    def values_from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """The fields set by ``RTBENCH_*`` variables, validated; subclasses add theirs."""
+        values: dict[str, Any] = {}
+        if (value := read(env, "RESULTS_DIR")) is not None:
+            values["results_dir"] = Path(value)
+        for name, key in (("MACHINE", "machine"), ("BACKEND", "backend")):
+            if (value := read(env, name)) is not None:
+                values[key] = value
+        if (device := read(env, "DEVICE")) is not None:
+            values["device"] = check_device(device, "RTBENCH_DEVICE")
+        if (flag := read(env, "SKIP_EXPERT_CHECK")) is not None:
+            values["skip_expert_check"] = boolean("RTBENCH_SKIP_EXPERT_CHECK", flag)
+        if (value := read(env, "EPISODE_TIMEOUT")) is not None:
+            values["episode_timeout_s"] = number("RTBENCH_EPISODE_TIMEOUT", value, float, 1)
+        if (value := read(env, "MAX_ATTEMPTS")) is not None:
+            values["max_attempts"] = number("RTBENCH_MAX_ATTEMPTS", value, int, 1)
+        return values
+
+    def to_env(self) -> dict[str, str]:
+        """``RTBENCH_*`` variables that rebuild these settings in a child process."""
+        env = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or item.metadata.get("process_local"):
+                continue
+            name = "RTBENCH_" + item.metadata.get("env", item.name.removesuffix("_s")).upper()
+            if isinstance(value, bool):
+                env[name] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                env[name] = ",".join(value)
+            elif isinstance(value, Path):
+                env[name] = str(value.resolve())
+            else:
+                env[name] = str(value)
+        return env
+
+
+def read(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(f"RTBENCH_{name}")
+    return value if value not in (None, "") else None
+
+
+def check_device(device: str, where: str) -> str:
+    if not (device in ("cpu", "cuda") or device.startswith("cuda:")):
+        raise SettingsError(f"{where}={device!r}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def boolean(variable: str, text: str) -> bool:
+    if text.lower() not in TRUE_WORDS + FALSE_WORDS:
+        raise SettingsError(f"{variable}={text!r}: expected 1/0, true/false or yes/no")
+    return text.lower() in TRUE_WORDS
+
+
+def number(variable: str, text: str, kind: type, minimum: float) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{variable}={text!r}: expected {'an integer' if kind is int else 'a number'}") from None
+    if value < minimum:
+        raise SettingsError(f"{variable}={text!r}: expected at least {minimum}")
+    return value

@@ -1,0 +1,68 @@
+"""Every Redis key rtbench and kombu use, named once.
+
+rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an episode id):
+
+- ``claim:<id>``       who runs the episode now; expires unless its heartbeat renews it
+- ``attempts:<id>``    how many times a worker started it (deaths and failures included)
+- ``last_error:<id>``  why the previous start did not finish
+- ``done:<sha>``       set of episodes with a done record (valid, or a deterministic error)
+- ``finished:<sha>``   zset id -> time a delivery ended with a record (progress rate, ``producer run``)
+- ``enqueued:<sha>``   hash id -> publish time (idempotent ``enqueue``, stale detection)
+- ``dead``             list of dead letters (JSON: reason, detail, message, episode, worker, time)
+- ``blocked:<worker>`` why a worker stopped taking episodes (its results folder is not writable);
+                       kept alive by the worker's probe, deleted when the folder is writable again
+
+kombu's Redis layout (what Celery workers consume): one list per queue and priority bucket,
+and the ``unacked`` hash of delivered, unacknowledged messages.
+"""
+
+from __future__ import annotations
+
+PREFIX = "rtbench:"
+DEAD = f"{PREFIX}dead"
+
+PRIORITY_STEPS = (0, 3, 6, 9)    # kombu's Redis priority buckets
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis queue-name separator for priority buckets
+UNACKED = "unacked"              # kombu's hash of delivered, unacknowledged messages
+
+
+def claim(episode_id: str) -> str:
+    return f"{PREFIX}claim:{episode_id}"
+
+
+def attempts(episode_id: str) -> str:
+    return f"{PREFIX}attempts:{episode_id}"
+
+
+def last_error(episode_id: str) -> str:
+    return f"{PREFIX}last_error:{episode_id}"
+
+
+def done(spec_sha: str) -> str:
+    return f"{PREFIX}done:{spec_sha}"
+
+
+def finished(spec_sha: str) -> str:
+    return f"{PREFIX}finished:{spec_sha}"
+
+
+def enqueued(spec_sha: str) -> str:
+    return f"{PREFIX}enqueued:{spec_sha}"
+
+
+def blocked(worker: str) -> str:
+    return f"{PREFIX}blocked:{worker}"
+
+
+CLAIM_PATTERN, ENQUEUED_PATTERN, BLOCKED_PATTERN = claim("*"), enqueued("*"), blocked("*")
+
+
+def queue_key(queue: str, priority: int) -> str:
+    """The Redis list kombu consumes for ``priority`` (0 is served first)."""
+    bucket = max(step for step in PRIORITY_STEPS if step <= priority)
+    return queue if bucket == 0 else f"{queue}{PRIORITY_SEPARATOR}{bucket}"
+
+
+def queue_keys(queue: str) -> list[str]:
+    """Every priority bucket of ``queue``."""
+    return [queue_key(queue, step) for step in PRIORITY_STEPS]
