@@ -22,15 +22,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from benchmark.backends import backend_class, default_device
 from benchmark.cli_support import split_names, user_errors
 from benchmark.episodes import EpisodeKey, iter_episodes, partition
 from benchmark.names import validate_name
 from benchmark.policies import policy_class
-from benchmark.results import OK, counts_as_done, read_record, write_record
+from benchmark.results import OK, read_record, write_record
 from benchmark.run_settings import RunSettings, check_device
+from benchmark.run_summary import print_run_summary
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
 from benchmark.spec import load_spec
@@ -40,7 +40,7 @@ EXIT_INTERRUPTED = 130
 
 
 @dataclass
-class Tally:
+class RunTally:
     """What happened to each policy's episodes in this run."""
 
     ran: Counter = field(default_factory=Counter)
@@ -48,11 +48,10 @@ class Tally:
     errors: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     rerun_corrupt: Counter = field(default_factory=Counter)
-    error_labels: Counter = field(default_factory=Counter)
 
 
 def plan_work(spec, policies: list[str], results_dir: Path, worker_id: int, num_workers: int,
-              retry_errors: bool, tally: Tally) -> list[EpisodeKey]:
+              retry_errors: bool, tally: RunTally) -> list[EpisodeKey]:
     """This worker's share of the episodes, minus those already done."""
     todo = []
     for key in partition(iter_episodes(spec, policies), worker_id, num_workers):
@@ -61,7 +60,7 @@ def plan_work(spec, policies: list[str], results_dir: Path, worker_id: int, num_
             todo.append(key)
             continue
         read = read_record(path, results_dir)
-        if read.status == OK and counts_as_done(read.record, retry_errors):
+        if read.is_done(retry_errors):
             tally.skipped[key.policy] += 1
             continue
         if read.status != OK:
@@ -151,10 +150,13 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
               "gpu": gpu, "device": torch_device, "runner": "eval_runner", "worker_id": worker_id,
               "num_workers": num_workers}
 
-    tally = Tally()
+    started_at = time.time()
+    tally = RunTally()
     todo = plan_work(spec, list(policies), results_dir, worker_id, num_workers, retry_errors, tally)
     console = Console(stderr=True, quiet=quiet)
-    console.print(f"{spec.name}: {len(todo)} episodes to run, {sum(tally.skipped.values())} already done "
+    corrupt = sum(tally.rerun_corrupt.values())
+    console.print(f"{spec.name}: {len(todo)} episodes to run, {sum(tally.skipped.values())} already done"
+                  + (f", {corrupt} of them again because their record is unreadable" if corrupt else "") + " "
                   f"(worker {worker_id}/{num_workers}, backend {backend_name} on {torch_device})")
     loaded = {}
     interrupted = False
@@ -182,35 +184,19 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
     finally:
         for policy in loaded.values():
             policy.close()
-    _summary(console, spec, policies, tally, interrupted)
+    print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(quiet=quiet),
+                      notes=console)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _count(tally: Tally, record: dict) -> None:
+def _count(tally: RunTally, record: dict) -> None:
     policy = record["policy"]
     tally.ran[policy] += 1
     if record["error"] is not None:
         tally.errors[policy] += 1
-        tally.error_labels[record["error_type"]] += 1
     elif record["success"]:
         tally.succeeded[policy] += 1
-
-
-def _summary(console: Console, spec, policies, tally: Tally, interrupted: bool) -> None:
-    table = Table(title=f"{spec.name}: {'interrupted' if interrupted else 'done'}")
-    for column in ("policy", "ran", "success", "errors", "success rate", "already done", "re-run corrupt"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for policy in policies:
-        valid = tally.ran[policy] - tally.errors[policy]
-        rate = f"{tally.succeeded[policy] / valid:.1%}" if valid else "-"
-        table.add_row(policy, str(tally.ran[policy]), str(tally.succeeded[policy]), str(tally.errors[policy]), rate,
-                      str(tally.skipped[policy]), str(tally.rerun_corrupt[policy]))
-    Console(quiet=console.quiet).print(table)
-    if tally.error_labels:
-        console.print("errors: " + ", ".join(f"{label} x{n}" for label, n in tally.error_labels.most_common()))
-    if interrupted:
-        console.print("[yellow]interrupted: the episode in flight was dropped; run the same command to resume[/]")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,14 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def finished_at(record: Mapping[str, Any]) -> float:
+    """When a record was written, in epoch seconds; +inf when it does not say (older records)."""
+    try:
+        return datetime.fromisoformat(record["finished_at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
 def new_record(
     key: EpisodeKey,
     *,
@@ -172,6 +180,17 @@ class RecordRead:
 
     def describe(self) -> str:
         return f"{self.path}: {self.status}: {self.problem}"
+
+    def is_done(self, retry_errors: bool = False) -> bool:
+        """The one rule for "is this episode done?" (every runner, enqueue and status use it): a
+        readable record that is valid or a deterministic error. A missing, corrupt or
+        half-written file, or an infrastructure-error record, is not done: the episode runs again."""
+        return self.status == OK and counts_as_done(self.record, retry_errors)
+
+
+def episode_done(key: EpisodeKey, results_dir: Path, retry_errors: bool = False) -> bool:
+    """Whether ``key`` has a done record in ``results_dir`` (``RecordRead.is_done``)."""
+    return read_record(key.result_path(results_dir), results_dir).is_done(retry_errors)
 
 
 def read_record(path: str | os.PathLike[str], results_dir: str | os.PathLike[str] | None = None,

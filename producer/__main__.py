@@ -12,7 +12,6 @@ import functools
 import logging
 import sys
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,10 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchmark.cli_support import UserError, split_names, user_errors
-from benchmark.episodes import iter_episodes
 from benchmark.names import validate_name
 from benchmark.policies import available_policies
-from benchmark.results import OK, read_record
+from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
@@ -245,6 +243,7 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
     pool: LocalWorkers | None = None
     interrupted = False
     dead: list[dict] = []
+    started_at = time.time()
     try:
         redis_server.start()
         run_settings = replace(obj.settings, broker_url=redis_server.url,
@@ -253,7 +252,6 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
         pool = LocalWorkers(workers, run_settings.to_env(), data_dir / "logs").start()
         console.print(f"embedded Redis at {redis_server.redacted_url}, {workers} local workers "
                       f"(logs in {data_dir / 'logs'})")
-        started_at = time.time()
         plan = do_enqueue(obj, spec, spec_ref, policies, dry_run=False, priority=0, requeue_stale_after=None,
                           console=console)
         dead = wait_until_done(obj.state, spec, plan, pool, console, started_at)
@@ -264,7 +262,7 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
         if pool is not None:
             pool.stop()
         redis_server.stop()
-    summarize(spec, list(policies), results_dir, interrupted)
+    print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(), notes=console)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     if dead:
@@ -304,27 +302,6 @@ def print_dead_letters(dead: list[dict], console: Console) -> None:
     for entry in dead:
         console.print(f"  {entry['reason']}: {entry.get('episode_id')}: {entry['detail']}", soft_wrap=True,
                       markup=False, highlight=False)
-
-
-def summarize(spec: Spec, policies: list[str], results_dir: Path, interrupted: bool) -> None:
-    table = Table(title=f"{spec.name}: {'interrupted' if interrupted else 'done'} (records in {results_dir})")
-    for column in ("policy", "records", "expected", "success", "errors", "success rate"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for policy in policies:
-        counts = Counter()
-        for key in iter_episodes(spec, policy):
-            read = read_record(key.result_path(results_dir), results_dir)
-            if read.status != OK:
-                continue
-            counts["records"] += 1
-            if read.record.get("error") is not None:
-                counts["errors"] += 1
-            elif read.record["success"]:
-                counts["success"] += 1
-        valid = counts["records"] - counts["errors"]
-        table.add_row(policy, str(counts["records"]), str(spec.episodes_per_policy), str(counts["success"]),
-                      str(counts["errors"]), f"{counts['success'] / valid:.1%}" if valid else "-")
-    Console().print(table)
 
 
 if __name__ == "__main__":

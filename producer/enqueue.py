@@ -18,11 +18,10 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from benchmark.episodes import iter_episodes
-from benchmark.results import OK, counts_as_done, iter_record_paths, read_record
+from benchmark.results import OK, finished_at, iter_record_paths, read_record
 from benchmark.spec import Spec
 from worker.queue.messages import EpisodeMessage
 from worker.queue.state import QueueState
@@ -63,7 +62,7 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
         path = on_disk.get(key.id)
         read = read_record(path, results_dir) if path is not None else None
         if read is not None and read.status == OK:
-            if counts_as_done(read.record):
+            if read.is_done():
                 if not in_done_set:
                     plan.repair_done.append(key.id)
                 plan.skipped[SKIP_DONE_SET if in_done_set else SKIP_RECORD] += 1
@@ -72,7 +71,7 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
             if in_done_set:
                 plan.repair_not_done.append(key.id)
                 in_done_set = False
-            if key.id in enqueued and enqueued[key.id] <= _finished_at(read.record):
+            if key.id in enqueued and enqueued[key.id] <= finished_at(read.record):
                 del enqueued[key.id]  # that message ended in this record; none is out now
         if in_done_set:
             plan.skipped[SKIP_DONE_SET] += 1
@@ -98,11 +97,3 @@ def apply_repairs(plan: EnqueuePlan, spec_sha: str, state: QueueState) -> None:
     count of attempts (before they are published: a worker may claim one at once)."""
     state.repair_done(spec_sha, plan.repair_done, plan.repair_not_done)
     state.reset_attempts(m.key.id for m in plan.to_send)
-
-
-def _finished_at(record: dict) -> float:
-    """When a record was written (epoch seconds); +inf when it does not say."""
-    try:
-        return datetime.fromisoformat(record["finished_at"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return float("inf")

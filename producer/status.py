@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from benchmark.episodes import iter_episodes
+from benchmark.results import episode_done
 from benchmark.spec import Spec
 from worker.queue.state import QueueState
 
@@ -53,7 +54,7 @@ def collect_status(spec: Spec, policies: list[str], state: QueueState, results_d
         expected = done = queued = busy = 0
         for key in iter_episodes(spec, policy):
             expected += 1
-            if key.id in done_ids or key.result_path(results_dir).exists():
+            if key.id in done_ids or episode_done(key, results_dir):
                 done += 1
             elif key.id in running:
                 busy += 1

@@ -35,7 +35,7 @@ from benchmark.backends.base import Backend
 from benchmark.errors import BenchmarkError
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
-from benchmark.results import OK, counts_as_done, read_record, write_record
+from benchmark.results import counts_as_done, episode_done, write_record
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
 from benchmark.spec import Spec, load_spec
@@ -217,8 +217,7 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
     notice = state.worker_block(hostname)
     if notice is not None:  # paused: the parent stops consuming; a deferred copy may still arrive
         raise Blocked(notice["reason"], notice["path"])
-    existing = read_record(key.result_path(settings.results_dir), settings.results_dir)
-    if existing.status == OK and counts_as_done(existing.record):
+    if episode_done(key, settings.results_dir):
         state.mark_done(message.spec_sha256, key.id)
         return SKIPPED
     spec = ctx.spec(message)
@@ -233,8 +232,7 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
     try:
         # Check again under the claim: another delivery may have finished (and released its
         # claim) between our first look and the claim. Never run an episode twice to completion.
-        again = read_record(key.result_path(settings.results_dir), settings.results_dir)
-        if again.status == OK and counts_as_done(again.record):
+        if episode_done(key, settings.results_dir):
             state.mark_done(spec.sha256, key.id)
             return SKIPPED
         worker = ctx.worker_info(hostname)

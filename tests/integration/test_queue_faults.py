@@ -249,3 +249,26 @@ def test_unreachable_broker_is_named_redacted_at_every_retry(tmp_path, queue_env
     port = url.rsplit(":", 1)[1].split("/")[0]
     assert all(f"Cannot connect to redis://:**@127.0.0.1:{port}/0" in line for line in lines), lines
     assert "hunter2" not in log.read_text(errors="replace")
+
+
+def test_status_counts_only_done_records_as_done(producer, broker, tmp_path):
+    """A corrupt file or an infrastructure-error record is not done: enqueue would send it again,
+    so status must not count it either."""
+    from benchmark.episodes import EpisodeKey
+    from benchmark.results import write_record
+    from benchmark.runner import infrastructure_failure_record
+    from benchmark.runner_errors import RetryableEpisodeError
+
+    results = tmp_path / "results"
+    spec = load_spec("lm20")
+    lost = EpisodeKey("feedback", "bias_lm_always_on", "click_bell", 0)
+    write_record(results, infrastructure_failure_record(spec, lost, RetryableEpisodeError("worker_lost", "died"),
+                                                        backend_name="kinematic", attempt=3))
+    corrupt = EpisodeKey("feedback", "bias_lm_always_on", "click_bell", 1).result_path(results)
+    corrupt.write_text('{"task": "click_bell", "succ')
+    args = ["lm20", "--policy", "feedback", "--settings", "bias_lm_always_on", "--tasks", "click_bell",
+            "--max-repeat", "2"]
+    status = producer("status", *args)
+    row = next(line for line in status.stdout.splitlines() if line.startswith("│ feedback"))
+    assert [cell.strip() for cell in row.split("│")[2:4]] == ["0", "2"], status.stdout  # done 0 of 2
+    assert "enqueued 2" in producer("enqueue", *args).stdout  # the same rule: both are sent

@@ -1,0 +1,48 @@
+"""The summary printed at the end of a run, the same for ``benchmark.eval_runner`` and
+``python -m producer run``: per policy, the records of the spec slice on disk, how many
+episodes this run ran, successes, errors and the success rate over valid records."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.episodes import iter_episodes
+from benchmark.results import OK, finished_at, read_record
+from benchmark.spec import Spec
+
+
+def print_run_summary(spec: Spec, policies: Iterable[str], results_dir: Path, started_at: float, *,
+                      interrupted: bool, out: Console, notes: Console) -> None:
+    """The table on ``out``; error labels and what to do after an interruption on ``notes``.
+    "ran now" counts the records written since ``started_at`` (epoch seconds)."""
+    table = Table(title=f"{spec.name}: {'interrupted' if interrupted else 'done'} (records in {results_dir})")
+    for column in ("policy", "records", "expected", "ran now", "success", "errors", "success rate"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    labels: Counter = Counter()
+    for policy in policies:
+        counts: Counter = Counter()
+        for key in iter_episodes(spec, policy):
+            read = read_record(key.result_path(results_dir), results_dir)
+            if read.status != OK:
+                continue
+            counts["records"] += 1
+            counts["ran now"] += finished_at(read.record) >= started_at
+            if read.record.get("error") is not None:
+                counts["errors"] += 1
+                labels[read.record.get("error_type") or "unknown_error"] += 1
+            elif read.record["success"]:
+                counts["success"] += 1
+        valid = counts["records"] - counts["errors"]
+        table.add_row(policy, f"{counts['records']:,}", f"{spec.episodes_per_policy:,}", f"{counts['ran now']:,}",
+                      f"{counts['success']:,}", f"{counts['errors']:,}",
+                      f"{counts['success'] / valid:.1%}" if valid else "-")
+    out.print(table)
+    if labels:
+        notes.print("errors: " + ", ".join(f"{label} x{n}" for label, n in labels.most_common()))
+    if interrupted:
+        notes.print("[yellow]interrupted: the episode in flight was dropped; run the same command to resume[/]")
