@@ -32,6 +32,7 @@ import redis
 from benchmark.atomic import fsync_directory
 from benchmark.backends import backend_class
 from benchmark.backends.base import Backend
+from benchmark.episodes import EpisodeKey
 from benchmark.errors import BenchmarkError
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
@@ -207,102 +208,142 @@ def deliver(ctx: ChildContext, args: tuple, kwargs: dict, *, hostname: str, deli
 
 def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delivery_id: str,
              progress: _Progress) -> str:
-    settings, state = ctx.settings, ctx.state
+    """The protocol: admit -> claim or defer -> run or give up -> commit."""
+    admitted = _admit(ctx, args, kwargs, hostname, progress)
+    if admitted is None:
+        return SKIPPED
+    message, spec = admitted
+    key = message.key
+    with _claim_or_defer(ctx, key.id, hostname, delivery_id) as claim:
+        progress.attempt = claim.attempt
+        # Look again under the claim: another delivery may have finished (and released its
+        # claim) between our first look and the claim. Never run an episode twice to completion.
+        if episode_done(key, ctx.settings.results_dir):
+            ctx.state.mark_done(spec.sha256, key.id, claim.owner)
+            claim.settled = True
+            return SKIPPED
+        record, outcome = _run_or_give_up(ctx, spec, key, claim, hostname)
+        _commit(ctx, spec, key, record, claim, hostname)
+        return outcome
+
+
+def _admit(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str,
+           progress: _Progress) -> tuple[EpisodeMessage, Spec] | None:
+    """The message's episode and spec; None when a done record exists (skip). Raises
+    ``DeadLetter`` for a message that can never run, ``Blocked`` while this worker is paused."""
     try:
         message = parse_message(args, kwargs)
     except MalformedMessage as bad:
         raise DeadLetter(bad.reason, bad.detail) from None
-    key = message.key
-    progress.episode_id = key.id
-    notice = state.worker_block(hostname)
+    progress.episode_id = message.key.id
+    notice = ctx.state.worker_block(hostname)
     if notice is not None:  # paused: the parent stops consuming; a deferred copy may still arrive
         raise Blocked(notice["reason"], notice["path"])
-    if episode_done(key, settings.results_dir):
-        state.mark_done(message.spec_sha256, key.id)
-        return SKIPPED
-    spec = ctx.spec(message)
+    if episode_done(message.key, ctx.settings.results_dir):
+        ctx.state.mark_done(message.spec_sha256, message.key.id)
+        return None
+    return message, ctx.spec(message)
 
-    owner = f"{hostname}:{os.getpid()}:{delivery_id}"
-    attempt, previous_error = state.claim(key.id, owner, settings.claim_ttl_s)
-    if not attempt:
-        raise Defer(settings.defer_delay_s, state.claim_owner(key.id))
-    progress.attempt = attempt
-    claimed_at = time.monotonic()
-    claim_settled = False
-    try:
-        # Check again under the claim: another delivery may have finished (and released its
-        # claim) between our first look and the claim. Never run an episode twice to completion.
-        if episode_done(key, settings.results_dir):
-            state.mark_done(spec.sha256, key.id)
-            return SKIPPED
-        worker = ctx.worker_info(hostname)
-        if attempt > settings.max_attempts:
-            last = previous_error or "worker_lost: its worker died while running it"
-            label, _, detail = last.partition(": ")
-            error = RetryableEpisodeError(label, f"{detail} ({settings.max_attempts} attempts)")
-            record = infrastructure_failure_record(spec, key, error, backend_name=settings.backend,
-                                                   attempt=attempt - 1, worker=worker)
-            outcome = GAVE_UP
+
+class _Claim:
+    """This delivery's claim on the episode. Leaving the block releases it unless a step
+    settled it; a shutdown (the pool child stopped by a signal) gives it back uncounted."""
+
+    def __init__(self, state: QueueState, settings: Settings, episode_id: str, owner: str, attempt: int,
+                 previous_error: str | None) -> None:
+        self.state, self.settings, self.episode_id, self.owner = state, settings, episode_id, owner
+        self.attempt, self.previous_error = attempt, previous_error
+        self.settled = False
+        self._claimed_at = time.monotonic()
+
+    def __enter__(self) -> _Claim:
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, _tb: object) -> None:
+        if self.settled:
+            return
+        if isinstance(exc, SystemExit) and _stopped_by_signal(exc):
+            self._give_back()
         else:
-            # Loaded under the claim, so that a policy or backend failing to load counts attempts.
-            policy, backend = ctx.policy(key.policy), ctx.backend()
-            with state.heartbeat(key.id, owner, settings.claim_ttl_s):
-                try:
-                    record = run_episode(spec, key, policy, backend,
-                                         skip_expert_check=settings.skip_expert_check,
-                                         timeout_s=settings.episode_timeout_s, attempt=attempt, worker=worker)
-                    outcome = RAN
-                except RetryableEpisodeError as exc:
-                    if settings.retry.has_attempts_left(attempt):
-                        state.note_error(key.id, str(exc))
-                        raise Retry(settings.retry.delay_s(attempt), str(exc)) from exc
-                    record = infrastructure_failure_record(spec, key, exc, backend_name=settings.backend,
-                                                           attempt=attempt, worker=worker)
-                    outcome = GAVE_UP
+            self.state.release(self.episode_id, self.owner)
+
+    def give_back_uncounted(self) -> None:
+        """The machine's fault, not the episode's: release the claim and take back its attempt."""
+        self.state.unclaim(self.episode_id, self.owner)
+        self.settled = True
+
+    def _give_back(self) -> None:
+        """Cancelled by the parent: at a shutdown (the soft window is over) uncounted, so that
+        another worker starts it at once; at the hard time limit (the same signal) it was an
+        attempt, and the parent notes the timeout (worker.tasks)."""
+        if time.monotonic() - self._claimed_at >= self.settings.hard_time_limit_s - 1:
+            return
         try:
-            path = write_record(settings.results_dir, record, sync_directory=False)
-        except OSError as exc:
-            if exc.errno == errno.ENAMETOOLONG:  # the episode's name, not the machine
-                raise DeadLetter("unwritable_name", f"{key.id}: {exc}") from None
-            reason = f"results folder not writable: {exc.strerror or exc}"
-            target = key.result_path(settings.results_dir).parent
-            log.error("%s: record of %s not written (%s); the message goes back to the queue", hostname, key.id,
-                      reason)
-            state.block_worker(hostname, machine=settings.machine, reason=reason, path=str(target),
+            self.give_back_uncounted()
+        except redis.RedisError:
+            log.warning("could not give back %s; its claim expires by itself", self.episode_id)
+
+
+def _claim_or_defer(ctx: ChildContext, episode_id: str, hostname: str, delivery_id: str) -> _Claim:
+    owner = f"{hostname}:{os.getpid()}:{delivery_id}"
+    attempt, previous_error = ctx.state.claim(episode_id, owner, ctx.settings.claim_ttl_s)
+    if not attempt:
+        raise Defer(ctx.settings.defer_delay_s, ctx.state.claim_owner(episode_id))
+    return _Claim(ctx.state, ctx.settings, episode_id, owner, attempt, previous_error)
+
+
+def _run_or_give_up(ctx: ChildContext, spec: Spec, key: EpisodeKey, claim: _Claim,
+                    hostname: str) -> tuple[dict[str, Any], str]:
+    """(record, outcome): the episode run, or its infrastructure-error record once the attempts
+    are used up. Raises ``Retry`` for an infrastructure failure with attempts left."""
+    settings = ctx.settings
+    worker = ctx.worker_info(hostname)
+    if claim.attempt > settings.max_attempts:  # its workers died: record why instead of looping
+        last = claim.previous_error or "worker_lost: its worker died while running it"
+        label, _, detail = last.partition(": ")
+        error = RetryableEpisodeError(label, f"{detail} ({settings.max_attempts} attempts)")
+        return infrastructure_failure_record(spec, key, error, backend_name=settings.backend,
+                                             attempt=claim.attempt - 1, worker=worker), GAVE_UP
+    # Loaded under the claim, so that a policy or backend failing to load counts attempts.
+    policy, backend = ctx.policy(key.policy), ctx.backend()
+    with ctx.state.heartbeat(key.id, claim.owner, settings.claim_ttl_s):
+        try:
+            return run_episode(spec, key, policy, backend, skip_expert_check=settings.skip_expert_check,
+                               timeout_s=settings.episode_timeout_s, attempt=claim.attempt, worker=worker), RAN
+        except RetryableEpisodeError as exc:
+            if settings.retry.has_attempts_left(claim.attempt):
+                ctx.state.note_error(key.id, str(exc))
+                raise Retry(settings.retry.delay_s(claim.attempt), str(exc)) from exc
+            return infrastructure_failure_record(spec, key, exc, backend_name=settings.backend,
+                                                 attempt=claim.attempt, worker=worker), GAVE_UP
+
+
+def _commit(ctx: ChildContext, spec: Spec, key: EpisodeKey, record: dict[str, Any], claim: _Claim,
+            hostname: str) -> None:
+    """Write the record atomically; the finisher makes it durable, then marks it in Redis.
+    A record that cannot be written is the machine's fault: ``Blocked``."""
+    settings = ctx.settings
+    try:
+        path = write_record(settings.results_dir, record, sync_directory=False)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # the episode's name, not the machine
+            raise DeadLetter("unwritable_name", f"{key.id}: {exc}") from None
+        reason = f"results folder not writable: {exc.strerror or exc}"
+        target = key.result_path(settings.results_dir).parent
+        log.error("%s: record of %s not written (%s); the message goes back to the queue", hostname, key.id, reason)
+        ctx.state.block_worker(hostname, machine=settings.machine, reason=reason, path=str(target),
                                ttl_s=settings.block_ttl_s)
-            state.unclaim(key.id, owner)
-            claim_settled = True
-            raise Blocked(reason, str(target)) from exc
-        # The directory fsync (which makes the rename survive a crash) costs milliseconds: the
-        # finisher does it in the background, and only then marks the episode finished.
-        ctx.finisher.submit(path.parent, spec.sha256, key.id, owner, done=counts_as_done(record))
-        claim_settled = True
-        return outcome
-    except SystemExit as exc:
-        if _stopped_by_signal(exc):
-            _give_back(state, settings, key.id, owner, time.monotonic() - claimed_at)
-            claim_settled = True
-        raise
-    finally:
-        if not claim_settled:
-            state.release(key.id, owner)
+        claim.give_back_uncounted()
+        raise Blocked(reason, str(target)) from exc
+    # The directory fsync (which makes the rename survive a crash) costs milliseconds: the
+    # finisher does it in the background, and only then marks the episode finished.
+    ctx.finisher.submit(path.parent, spec.sha256, key.id, claim.owner, done=counts_as_done(record))
+    claim.settled = True
 
 
 def _stopped_by_signal(exc: SystemExit) -> bool:
     """billiard's children turn a terminating signal into ``SystemExit(-(256 - signum))``."""
     return isinstance(exc.code, int) and exc.code < 0
-
-
-def _give_back(state: QueueState, settings: Settings, episode_id: str, owner: str, elapsed_s: float) -> None:
-    """The parent cancelled the episode in flight at a shutdown (the soft window is over): give
-    it back uncounted, so that another worker starts it at once. At the hard time limit (the
-    same signal) it was an attempt: the parent notes the timeout (worker.tasks)."""
-    if elapsed_s >= settings.hard_time_limit_s - 1:
-        return
-    try:
-        state.unclaim(episode_id, owner)
-    except redis.RedisError:
-        log.warning("could not give back %s; its claim expires by itself", episode_id)
 
 
 def _unexpected(ctx: ChildContext, args: tuple, kwargs: dict, exc: Exception, hostname: str,
