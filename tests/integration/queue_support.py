@@ -94,3 +94,13 @@ def done_count(client: redis.Redis, spec: str = "lm20") -> int:
 
 def dead_letters(client: redis.Redis) -> list[dict]:
     return [json.loads(item) for item in client.lrange("rtbench:dead", 0, -1)]
+
+
+def embedded_run_env(tmp_path: Path, plugin_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``producer run`` test: its own results and GPU locks, the test
+    plugin importable, no external broker (the run starts its own)."""
+    env = {**os.environ, "RTBENCH_RESULTS_DIR": str(tmp_path / "results"),
+           "RTBENCH_GPU_LOCK_DIR": str(tmp_path / "locks"),
+           "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]), **extra}
+    env.pop("RTBENCH_BROKER_URL", None)
+    return env

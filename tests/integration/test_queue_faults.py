@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from benchmark.spec import load_spec
-from tests.integration.queue_support import dead_letters, done_count, message, queue_is_drained, records, wait_for
+from tests.integration.queue_support import (
+    dead_letters,
+    done_count,
+    embedded_run_env,
+    message,
+    queue_is_drained,
+    records,
+    wait_for,
+)
 from worker.queue.publish import MessageBuilder, publish
 
 SLICE = ["--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on", "--tasks", "click_bell",
@@ -182,10 +190,7 @@ def test_producer_run_refuses_an_unknown_policy_before_starting_anything(tmp_pat
 
 def test_producer_run_shows_its_dead_letters_and_exits_non_zero(tmp_path, plugin_path):
     results = tmp_path / "results"
-    env = {**os.environ, "RTBENCH_RESULTS_DIR": str(results), "RTBENCH_GPU_LOCK_DIR": str(tmp_path / "locks"),
-           "RTBENCH_MAX_ATTEMPTS": "1",
-           "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RTBENCH_BROKER_URL", None)
+    env = embedded_run_env(tmp_path, plugin_path, RTBENCH_MAX_ATTEMPTS="1")
     run = subprocess.run([sys.executable, "-m", "producer", "run", "lm20", "--policy", "feedback", "--policy",
                           "load_fails", "--settings", "bias_lm_always_on", "--tasks", "click_bell", "--max-repeat",
                           "1", "--workers", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
