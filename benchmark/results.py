@@ -23,12 +23,10 @@ from typing import Any
 from benchmark.atomic import write_bytes_atomic
 from benchmark.episodes import EpisodeKey, repeat_index_from_filename
 from benchmark.errors import InvalidNameError, RecordError
+from benchmark.record_schema import EpisodeRecord
 
 SCHEMA_VERSION = 1
 
-# Fields the existing tools write and read, in their order.
-COMPATIBLE_FIELDS = ("task", "seed", "success", "steps", "error", "perturbation_log",
-                     "setting_id", "repeat_idx", "policy", "timestamp")
 
 # Error labels of today's tools, matched as text prefixes in this order.
 KNOWN_ERROR_LABELS = ("expert_check_error", "eval_error", "unstable_seed", "expert_failed")
@@ -105,12 +103,13 @@ def new_record(
     attempt: int = 1,
     code_version: str | None = None,
     traceback: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A complete record: compatible fields first (their usual order), then rtbench's."""
+    instruction: str | None = None,
+) -> EpisodeRecord:
+    """A complete record (``benchmark.record_schema``): compatible fields first, in their usual
+    order, then rtbench's."""
     if error is not None and success:
         raise RecordError(f"episode {key.id}: a record with an error cannot be a success")
-    record: dict[str, Any] = {
+    record: EpisodeRecord = {
         "task": key.task,
         "seed": seed,
         "success": bool(success),
@@ -135,7 +134,8 @@ def new_record(
     }
     if traceback is not None:
         record["traceback"] = traceback
-    record.update(extra)
+    if instruction is not None:
+        record["instruction"] = instruction
     return record
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import click
 from rich.console import Console
 
 from benchmark.atomic import write_bytes_atomic
-from benchmark.cli_support import UserError, user_errors
+from benchmark.cli_support import user_errors
 from reporting.aggregate import build_report
+from reporting.errors import ReportError
 from reporting.index import RecordIndex, default_index_path
 from reporting.render.csv_export import write_csv_tables
 from reporting.render.html import render_html
@@ -30,10 +32,10 @@ def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *,
     """The report dict; with ``index_path``, through the index (and its cache of the last report)."""
     for policy in policies or ():
         if not policy or policy.startswith(".") or "/" in policy or os.sep in policy:
-            raise UserError(f"--policy {policy!r}: give the name of a policy folder in {results_dir}")
+            raise ReportError(f"--policy {policy!r}: give the name of a policy folder in {results_dir}")
     chosen = policies or sorted(p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not chosen:
-        raise UserError(f"no policy folders in {results_dir}")
+        raise ReportError(f"no policy folders in {results_dir}")
     # Reading 100,000 records allocates millions of objects and creates no cycles: the cyclic
     # collector would only walk them again and again.
     collecting = gc.isenabled()
@@ -91,8 +93,10 @@ def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int
          max_repeat: int | None, export_json: Path | None, export_md: Path | None, export_html: Path | None,
          export_csv: Path | None, no_index: bool, rescan: bool, index_path: Path | None, quiet: bool) -> None:
     """Report success rates per policy, setting, dimension and task, with intervals and paired comparisons."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if not results_dir.is_dir():
-        raise UserError(f"results directory {results_dir} does not exist; pass --results-dir")
+        raise ReportError(f"results directory {results_dir} does not exist; pass --results-dir or set "
+                          "RTBENCH_RESULTS_DIR")
     report = make_report(results_dir, spec_ref, list(policies) or None, include_all_tasks=include_all_tasks,
                          max_repeat=max_repeat, index_path=None if no_index else index_path or
                          default_index_path(results_dir), rescan=rescan)

@@ -22,9 +22,9 @@ The report is the same with and without the index (a test checks it on a changin
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +39,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from benchmark.cli_support import UserError
 from benchmark.spec import resolve_spec_path
 from reporting.aggregate import build_report
+from reporting.errors import ReportError
 from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
 SCHEMA = 2  # in the table names: a new layout starts a new index beside the old tables
 LOCK_WAIT_S = 60.0  # how long a report waits for another one updating the same index
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -141,16 +143,16 @@ class RecordIndex:
         except DatabaseError as exc:
             self._rebuild(exc)
 
-    def _unusable(self, exc: OperationalError) -> UserError:
+    def _unusable(self, exc: OperationalError) -> ReportError:
         """Busy (another report holds the lock) or not openable: say so; never rebuild it then."""
         busy = "locked" in str(exc.orig) or "busy" in str(exc.orig)
-        return UserError(f"report index {self.index_path}: {exc.orig}; "
+        return ReportError(f"report index {self.index_path}: {exc.orig}; "
                          + ("another rtbench-report is updating it: wait for it, or " if busy else "")
                          + "pass --index PATH for another index file, or --no-index")
 
     def _rebuild(self, exc: DatabaseError) -> None:
         # Derived data: a damaged index (a crash mid-write, a stray file) is rebuilt, not fatal.
-        print(f"warning: report index {self.index_path} is unreadable ({exc.orig}); rebuilding it", file=sys.stderr)
+        log.warning("report index %s is unreadable (%s); rebuilding it", self.index_path, exc.orig)
         self.engine.dispose()
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)

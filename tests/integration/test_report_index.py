@@ -144,7 +144,7 @@ def test_rescan_finds_in_place_rewrites_in_settled_folders(tmp_path, quick_settl
 
 
 @pytest.mark.parametrize("damage", ["not a database", "pages overwritten"])
-def test_a_damaged_index_is_rebuilt_with_a_warning(tmp_path, capsys, damage):
+def test_a_damaged_index_is_rebuilt_with_a_warning(tmp_path, caplog, damage):
     rng = random.Random(5)
     root, index = tmp_path / "results", tmp_path / "index.sqlite"
     for setting in SETTINGS:
@@ -156,10 +156,11 @@ def test_a_damaged_index_is_rebuilt_with_a_warning(tmp_path, capsys, damage):
         data = bytearray(index.read_bytes())
         data[4096:] = b"\xff" * (len(data) - 4096)  # every page but the header's
         index.write_bytes(bytes(data))
-    capsys.readouterr()
+    caplog.clear()
     with_index, plain = both(root, index)
     assert with_index == plain
-    assert "unreadable" in capsys.readouterr().err
+    assert any(r.levelname == "WARNING" and "unreadable" in r.getMessage() and "rebuilding" in r.getMessage()
+               for r in caplog.records)
 
 
 @pytest.mark.parametrize("settings_per_policy", [1, 5])  # read in this process, and in forked ones
@@ -182,7 +183,7 @@ def test_a_busy_index_is_waited_for_then_named_never_rebuilt(tmp_path, monkeypat
     import sqlite3
 
     import reporting.index
-    from benchmark.cli_support import UserError
+    from reporting.errors import ReportError
 
     rng = random.Random(8)
     root, index = tmp_path / "results", tmp_path / "index.sqlite"
@@ -193,7 +194,7 @@ def test_a_busy_index_is_waited_for_then_named_never_rebuilt(tmp_path, monkeypat
     other.execute("BEGIN IMMEDIATE")  # another report, mid-update
     write_record(root, record("A", SETTINGS[0], TASKS[0], 1, rng))
     try:
-        with pytest.raises(UserError, match="another rtbench-report is updating it"):
+        with pytest.raises(ReportError, match="another rtbench-report is updating it"):
             make_report(root, "lm20", None, index_path=index)
     finally:
         other.rollback()

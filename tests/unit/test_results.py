@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 
 from benchmark.episodes import EpisodeKey
 from benchmark.errors import RecordError
+from benchmark.record_schema import COMPATIBLE_FIELDS, OPTIONAL_FIELDS, RECORD_FIELDS
 from benchmark.results import (
-    COMPATIBLE_FIELDS,
     JSON_DECODE_ERROR,
     OK,
     SCHEMA_VERSION,
@@ -158,3 +160,22 @@ def test_record_values_win_over_the_path_and_policies_can_be_chosen(tmp_path):
 ])
 def test_error_labels_follow_todays_normalisation(error, label):
     assert error_label(error) == label
+
+
+def test_new_record_writes_exactly_the_documented_schema_in_its_order():
+    key = EpisodeKey("feedback", "bias_lm_always_on", "click_bell", 0)
+    common = dict(success=False, steps=3, seed=1, perturbation_log=None, spec_name="lm20", spec_sha256="0" * 64,
+                  backend="kinematic", started_at="2026-01-01T00:00:00+00:00",
+                  finished_at="2026-01-01T00:00:01+00:00", duration_s=1.0)
+    bare = new_record(key, error=None, **common)
+    assert tuple(bare) == tuple(f for f in RECORD_FIELDS if f not in OPTIONAL_FIELDS)
+    full = new_record(key, error="eval_error: ValueError: x", traceback="Traceback ...", instruction="ring it",
+                      **common)
+    assert tuple(full) == RECORD_FIELDS
+
+
+def test_the_readme_lists_every_field_of_the_record():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Episode records", 1)[1].split("\n## ", 1)[0]
+    listed = {name.split("{")[0] for name in re.findall(r"`([a-z_]+(?:\{[^}]*\})?)`", section)}
+    assert set(RECORD_FIELDS) <= listed, sorted(set(RECORD_FIELDS) - listed)

@@ -12,7 +12,8 @@ from benchmark.backends.kinematic import KinematicBackend
 from benchmark.episodes import EpisodeKey
 from benchmark.policies import load_policy
 from benchmark.policies.base import PolicyAdapter
-from benchmark.results import COMPATIBLE_FIELDS, SCHEMA_VERSION
+from benchmark.record_schema import COMPATIBLE_FIELDS
+from benchmark.results import SCHEMA_VERSION
 from benchmark.runner import run_episode
 from benchmark.runner_errors import RetryableEpisodeError
 from benchmark.spec import load_spec

@@ -1,0 +1,71 @@
+"""The episode record, field by field: what ``benchmark.results.new_record`` writes and every
+reader may rely on (older records may lack rtbench's fields; readers accept them).
+
+A record is one JSON object per episode at ``results/<policy>/<setting_id>/<task>/episode_<i>.json``:
+the fields today's tools read, in their order, then rtbench's. ``README.md`` lists the same
+fields (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class SpecRef(TypedDict):
+    name: str                  # the spec's name: an alias (full, lm20, verified) or the file's stem
+    sha256: str                # sha256 of the spec's JSON bytes (decompressed for .json.gz)
+
+
+class PerturbationLog(TypedDict):
+    config: dict[str, Any]     # the spec's perturbation config of this episode, as applied
+    total_action_steps: int    # actions that went through the perturbation channel
+    final_step_raw: int        # the channel's step counter at the end (delays and buffers included)
+
+
+class WorkerInfo(TypedDict, total=False):
+    machine: str               # RTBENCH_MACHINE, else the host name: which machine ran it
+    hostname: str              # the Celery worker name (gpu3@machine-b) or the host name
+    pid: int                   # the process that ran it (queue workers)
+    gpu: str | int | None      # the leased or pinned GPU, None on the CPU
+    device: str                # the torch device: cpu, cuda:0, ...
+    runner: str                # "eval_runner" for the static runner
+    worker_id: int             # eval_runner: this share of --num-workers
+    num_workers: int
+
+
+class CompatibleRecord(TypedDict):
+    """The fields today's tools read and write, in their order."""
+
+    task: str                  # the task name (a RoboTwin task)
+    seed: int | None           # the env seed the scene was set up with (spec env_seeds)
+    success: bool              # the task succeeded within the step limit (always False with an error)
+    steps: int                 # actions taken
+    error: str | None          # None when valid, else "<label>: <detail>" (eval_error, unstable_seed, ...)
+    perturbation_log: PerturbationLog | None
+    setting_id: str            # <type>_<severity>_<timing>, e.g. bias_lm_always_on
+    repeat_idx: int            # the repeat of (setting, task), from 0
+    policy: str                # the policy's name (its folder under results/)
+    timestamp: str             # ISO 8601 time the record was written (same as finished_at)
+
+
+class EpisodeRecord(CompatibleRecord):
+    """A complete record as rtbench writes it."""
+
+    schema_version: int        # the record format (benchmark.results.SCHEMA_VERSION); newer ones are refused
+    episode_id: str            # <policy>/<setting_id>/<task>/episode_<repeat_idx>
+    spec: SpecRef              # which spec the episode belongs to
+    backend: str               # the simulator: kinematic, robotwin, ...
+    error_type: str | None     # the normalized label of error (None when valid)
+    attempt: int               # which attempt wrote it (infrastructure failures are retried)
+    duration_s: float          # wall time of the episode
+    started_at: str            # ISO 8601, UTC
+    finished_at: str           # ISO 8601, UTC
+    worker: WorkerInfo | None  # where it ran
+    code_version: str | None   # rtbench's version (and git commit when known)
+    traceback: NotRequired[str]    # the Python traceback of an eval_error
+    instruction: NotRequired[str]  # the language instruction the policy was given
+
+
+COMPATIBLE_FIELDS = tuple(CompatibleRecord.__annotations__)
+RECORD_FIELDS = tuple(EpisodeRecord.__annotations__)
+OPTIONAL_FIELDS = ("traceback", "instruction")
