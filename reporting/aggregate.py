@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 
 from benchmark.results import JSON_DECODE_ERROR, OS_ERROR
+from reporting.report_schema import GroupStats, IoErrors, PairedComparison, PairedStats, PolicyReport, Report
 from reporting.spec_digest import SpecDigest
 from reporting.stats import cluster_bootstrap_rows, mcnemar_exact, paired_difference, wilson_many
 from reporting.tally import (
@@ -43,7 +43,7 @@ IO_STATUSES = (JSON_DECODE_ERROR, OS_ERROR, "invalid", "unsupported_schema")
 
 
 def build_report(tally: Tally, policies: list[str], *, results_dir: str, include_all_tasks: bool = False,
-                 max_repeat: int | None = None, generated_at: str | None = None) -> dict[str, Any]:
+                 max_repeat: int | None = None, generated_at: str | None = None) -> Report:
     digest = tally.digest
     repeats = min(digest.repeats, max_repeat) if max_repeat else digest.repeats
     names = sorted(policies)
@@ -100,7 +100,7 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
 
 
 def group_stats(counts: np.ndarray, eff: np.ndarray, expected: np.ndarray,
-                cluster_interval: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]]:
+                cluster_interval: tuple[np.ndarray, np.ndarray]) -> list[GroupStats]:
     """The stats of many groups at once: ``counts`` and ``eff`` are (count, group) arrays of
     all episodes and of the caused_failure ones; ``cluster_interval`` the bootstrap over tasks."""
     completed, valid, successes = counts
@@ -148,7 +148,7 @@ class GroupLayout:
 
 
 def _policy_report(digest: SpecDigest, counts: np.ndarray, caused: np.ndarray, folder: FolderTally,
-                   tasks: list[int], repeats: int, in_scope, layout: GroupLayout) -> dict[str, Any]:
+                   tasks: list[int], repeats: int, in_scope, layout: GroupLayout) -> PolicyReport:
     n_settings, n_tasks = len(digest.settings), len(tasks)
     # (count, setting, task) sums over repeats, of all episodes and of the caused_failure ones.
     grid = counts.sum(axis=3, dtype=np.int64)
@@ -186,7 +186,7 @@ def _policy_report(digest: SpecDigest, counts: np.ndarray, caused: np.ndarray, f
     }
 
 
-def _paired(names: list[str], counts: dict[str, np.ndarray], digest: SpecDigest) -> list[dict[str, Any]]:
+def _paired(names: list[str], counts: dict[str, np.ndarray], digest: SpecDigest) -> list[PairedComparison]:
     """Each pair of policies on the episodes both completed validly; an episode whose valid
     records (duplicates) disagree is left out for that policy."""
     n_settings = len(digest.settings)
@@ -211,7 +211,7 @@ def _paired(names: list[str], counts: dict[str, np.ndarray], digest: SpecDigest)
     return comparisons
 
 
-def _paired_stats(both: int, a_only: int, b_only: int, neither: int) -> dict[str, Any]:
+def _paired_stats(both: int, a_only: int, b_only: int, neither: int) -> PairedStats:
     difference, low, high = paired_difference(both, a_only, b_only, neither)
     return {"pairs": both + a_only + b_only + neither, "both": both, "a_only": a_only, "b_only": b_only,
             "neither": neither, "difference": difference, "difference_ci95": [low, high],
@@ -237,7 +237,7 @@ def _excluded(folders: dict[str, FolderTally], reason: str, in_scope) -> dict[st
     return {p: n for p, n in sorted(totals.items()) if n}
 
 
-def _io_errors(folders: dict[str, FolderTally], results_dir: str) -> dict[str, Any]:
+def _io_errors(folders: dict[str, FolderTally], results_dir: str) -> IoErrors:
     """Today's two counts plus the other statuses, and the first unusable paths in path order."""
     problems = {path: why for f in folders.values() for path, why in f.problems.items()}
     counts = dict.fromkeys(IO_STATUSES, 0)

@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmark.atomic import write_bytes_atomic
 from reporting.render.tables import tables
+from reporting.report_schema import Report
 
 
 def _cell(value: Any) -> Any:
@@ -17,7 +18,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv_tables(report: dict[str, Any], directory: Path) -> list[Path]:
+def write_csv_tables(report: Report, directory: Path) -> list[Path]:
     written = []
     for name, (header, rows) in tables(report).items():
         buffer = io.StringIO()

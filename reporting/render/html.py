@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from reporting.render.tables import fmt, record_problems, tables
+from reporting.report_schema import Report
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
@@ -28,7 +29,7 @@ def _colour(rate: float | None) -> str:
     return f"rgb({mix[0]},{mix[1]},{mix[2]})"
 
 
-def _heatmap(report: dict[str, Any], policy: str) -> str:
+def _heatmap(report: Report, policy: str) -> str:
     per_policy = report["per_policy"][policy]
     settings = [s["setting_id"] for s in per_policy["per_setting"]]
     tasks = list(dict.fromkeys(c["task"] for c in per_policy["per_setting_task"]))
@@ -79,7 +80,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: Report) -> str:
     summary = report["spec_summary"]
     all_tables = tables(report)
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rtbench report</title>",

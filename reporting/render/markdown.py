@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from reporting.render.tables import fmt, record_problems, tables
+from reporting.report_schema import Report
 
 TITLES = {
     "overall": "Overall", "by_perturb_type": "By perturbation type", "by_severity": "By severity",
@@ -13,7 +12,7 @@ TITLES = {
 }
 
 
-def render_markdown(report: dict[str, Any], top_k: int = 8) -> str:
+def render_markdown(report: Report, top_k: int = 8) -> str:
     summary = report["spec_summary"]
     lines = [
         "# rtbench report",

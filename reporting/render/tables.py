@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reporting.report_schema import Report
+
 STAT_COLUMNS = ("completed", "expected", "progress", "valid", "errors", "successes", "success_rate",
                 "success_rate_ci95", "success_rate_ci95_cluster", "success_rate_all", "eff_total", "eff_valid",
                 "eff_successes", "eff_success_rate")
@@ -24,7 +26,7 @@ RECORD_PROBLEMS = (("out_of_spec", "Excluded records outside the spec"),
                    ("duplicates", "Duplicate records (counted, as today; paired comparisons skip disagreeing ones)"))
 
 
-def record_problems(report: dict[str, Any]) -> list[str]:
+def record_problems(report: Report) -> list[str]:
     """One line per kind of problem records, e.g. ``Excluded records outside the spec: A: 2``."""
     return [f"{label}: " + ", ".join(f"{p}: {n}" for p, n in report[key].items())
             for key, label in RECORD_PROBLEMS if report.get(key)]
@@ -34,7 +36,7 @@ def stat_cells(stats: dict[str, Any]) -> list[Any]:
     return [stats[c] for c in STAT_COLUMNS]
 
 
-def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
+def tables(report: Report) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """name -> (header, rows): overall, by_setting, by_task, by_perturb_type, by_severity, by_timing, paired."""
     out: dict[str, tuple[list[str], list[list[Any]]]] = {}
     per_policy = report["per_policy"]

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reporting.render.tables import fmt, record_problems
+from reporting.report_schema import Report
 
 SHOWN = ("completed", "expected", "progress", "errors", "success_rate", "success_rate_ci95",
          "success_rate_ci95_cluster", "success_rate_all")
@@ -24,7 +25,7 @@ def _stats_table(title: str, key_column: str, rows: list[tuple[str, dict[str, An
     return table
 
 
-def print_report(report: dict[str, Any], console: Console, top_k: int = 8) -> None:
+def print_report(report: Report, console: Console, top_k: int = 8) -> None:
     per_policy = report["per_policy"]
     console.print(_stats_table("overall", "policy", [(p, per_policy[p]["overall"]) for p in report["policies"]]))
     errors = report["global_error_types"]

@@ -239,3 +239,41 @@ def test_html_report_renders_in_headless_chromium(tree, tmp_path):
     reddish = sum(1 for r, g, b in pixels if r > 180 and g < 90 and b < 80)
     assert greenish > 500 and reddish > 100, (greenish, reddish)  # heatmap cells are on the screenshot
     shutil.copy(shot, tree[0].parent / "report-screenshot.png")
+
+
+def conforms(value, kind, where: str) -> list[str]:
+    """Where ``value`` (a JSON-loaded report part) departs from its schema type ``kind``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if typing.is_typeddict(kind):
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        hints = typing.get_type_hints(kind)
+        problems = [f"{where}: keys {sorted(set(value) ^ set(hints))} differ"] if set(value) != set(hints) else []
+        return problems + [p for key in set(value) & set(hints) for p in conforms(value[key], hints[key],
+                                                                                     f"{where}.{key}")]
+    if origin in (types.UnionType, typing.Union):
+        return [] if any(not conforms(value, option, where) for option in args) else [f"{where}: {value!r}"]
+    if origin is list:
+        return [p for i, item in enumerate(value) for p in conforms(item, args[0], f"{where}[{i}]")] \
+            if isinstance(value, list) else [f"{where}: expected a list"]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        return [p for key, item in value.items() for p in conforms(item, args[1], f"{where}.{key}")] if args else []
+    if kind is type(None):
+        return [] if value is None else [f"{where}: expected null"]
+    if kind is float:
+        return [] if isinstance(value, int | float) and not isinstance(value, bool) else [f"{where}: {value!r}"]
+    return [] if isinstance(value, kind) else [f"{where}: expected {kind.__name__}, found {value!r}"]
+
+
+def test_the_report_json_is_exactly_its_documented_schema(tree):
+    from reporting.report_schema import Report
+
+    root, _ = tree
+    _, report = run_report(root)
+    assert report["paired_comparisons"] and report["per_policy"]  # the parts worth checking are there
+    assert conforms(report, Report, "report") == []

@@ -1,0 +1,131 @@
+"""The report JSON (``--export-json``), field by field: what ``reporting.aggregate.build_report``
+returns and every renderer reads. Today's keys keep their names and meaning (compatibility
+with the reports users have); rtbench's additions are marked "added". A test checks a real
+report against these types, key by key, so that the two cannot drift apart.
+
+Rates are fractions in [0, 1]; intervals are ``[low, high]`` pairs.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+Interval = list[float]  # [low, high], 95%
+
+
+class GroupStats(TypedDict):
+    """One group of episodes: a policy overall, a setting, a dimension's value or a task."""
+
+    completed: int                 # readable records in scope (valid or error)
+    expected: int                  # episodes the spec holds for the group (min(repeats, --max-repeat))
+    progress: float                # completed / expected
+    valid: int                     # records without an error
+    errors: int                    # completed - valid
+    successes: int                 # valid records with success
+    success_rate: float            # successes / valid
+    eff_total: int                 # completed episodes whose perturbation caused_failure (verified specs)
+    eff_valid: int                 # ... of them valid
+    eff_successes: int             # ... of them successes
+    eff_success_rate: float        # eff_successes / eff_valid: success where the perturbation mattered
+    success_rate_all: float        # added: successes / completed (errors count as failures)
+    success_rate_ci95: Interval    # added: Wilson interval of success_rate
+    success_rate_ci95_cluster: Interval  # added: bootstrap over tasks (repeats of a task share a scene)
+    success_rate_all_ci95: Interval      # added: Wilson interval of success_rate_all
+    eff_success_rate_ci95: Interval      # added: Wilson interval of eff_success_rate
+
+
+class SettingStats(GroupStats):
+    setting_id: str                # <type>_<severity>_<timing>
+    perturb_type: str              # bias, scale, iir, fir, delay ...
+    severity: str                  # e.g. lm, hm
+    timing: str                    # e.g. always_on
+
+
+class TaskStats(GroupStats):
+    task: str
+
+
+class CellStats(TypedDict):
+    """Added: one (setting, task) cell of the heatmap."""
+
+    setting_id: str
+    task: str
+    completed: int
+    valid: int
+    successes: int
+    success_rate: float
+
+
+class PolicyReport(TypedDict):
+    overall: GroupStats
+    error_types: dict[str, int]    # error label -> count, most common first (at most 20)
+    per_setting: list[SettingStats]  # in spec order
+    per_dimension: dict[str, dict[str, GroupStats]]  # perturb_type / severity / timing -> value -> stats
+    per_task: list[TaskStats]      # worst first (progress, then success rate)
+    per_setting_task: list[CellStats]  # added: cells with records, in spec order
+
+
+class PairedStats(TypedDict):
+    """Two policies on the episodes both completed validly (added)."""
+
+    pairs: int                     # such episodes
+    both: int                      # both succeeded
+    a_only: int                    # only policy_a succeeded
+    b_only: int                    # only policy_b succeeded
+    neither: int
+    difference: float              # success rate of a minus b on these episodes
+    difference_ci95: Interval      # Newcombe's interval for paired proportions
+    mcnemar_p: float               # McNemar's exact test, two-sided
+
+
+class SettingPairedStats(PairedStats):
+    setting_id: str
+
+
+class PairedComparison(PairedStats):
+    policy_a: str
+    policy_b: str
+    per_setting: list[SettingPairedStats]
+
+
+class SpecSummary(TypedDict):
+    num_settings: int
+    num_tasks: int                 # tasks with records (all of the spec's with --include-all-tasks)
+    repeats_per_setting: int       # min(spec repeats, --max-repeat)
+    total_per_policy: int          # num_settings x num_tasks x repeats_per_setting
+    name: str                      # added: the spec's name
+    sha256: str                    # added: the spec's identity
+    verified_with: dict | None     # added: provenance of caused_failure labels (verified specs)
+
+
+class UnusablePath(TypedDict):
+    path: str
+    status: str                    # json_decode_error, os_error, invalid, unsupported_schema
+    problem: str | None
+
+
+class IoErrors(TypedDict):
+    """Files that are not usable records: today's two counts, then added ones and the paths."""
+
+    json_decode_error: int         # truncated, half-written or not JSON
+    os_error: int                  # unreadable
+    invalid: int                   # added: JSON, but not a record
+    unsupported_schema: int        # added: written by a newer rtbench
+    first_paths: list[UnusablePath]  # added: the first 20, in path order
+
+
+class Report(TypedDict):
+    generated_at: str              # local time, ISO 8601, seconds
+    spec_summary: SpecSummary
+    has_caused_failure_data: bool  # the spec labels caused_failure (eff_* columns mean something)
+    policies: list[str]
+    io_errors: IoErrors
+    per_policy: dict[str, PolicyReport]
+    global_error_types: dict[str, int]
+    cross_policy_by_setting: list[dict]  # per setting: setting fields, then policy -> its SettingStats
+    out_of_spec: dict[str, int]    # added: policy -> records outside the spec, excluded
+    config_mismatch: dict[str, int]  # added: policy -> records whose logged config is not the spec's, excluded
+    misplaced: dict[str, int]      # added: policy -> records naming another policy, excluded
+    duplicates: dict[str, int]     # added: policy -> records beyond the first of one episode
+    paired_comparisons: list[PairedComparison]  # added: every pair of policies
+    notes: list[str]               # how the numbers were computed
