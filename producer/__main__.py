@@ -232,10 +232,11 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
     2 on bad input (before anything starts), 130 on Ctrl-C.
     """
     spec = load_filtered(spec_ref, policies, settings, tasks, max_repeat)
-    unknown = [name for name in policies if name not in available_policies()]
+    known = available_policies()
+    unknown = [name for name in policies if name not in known]
     if unknown:
         raise UserError(f"unknown {'policy' if len(unknown) == 1 else 'policies'} {', '.join(map(repr, unknown))}; "
-                        f"known policies: {', '.join(available_policies())} (register yours through the "
+                        f"known policies: {', '.join(known)} (register yours through the "
                         "rtbench.policies entry-point group)")
     console = Console(stderr=True)
     results_dir = obj.settings.results_dir

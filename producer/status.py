@@ -76,8 +76,13 @@ def status_table(status: Status) -> Table:
         table.add_row(row.policy, f"{row.done:,}", f"{row.expected:,}", f"{_bar(progress)} {progress:6.1%}",
                       f"{row.queued:,}",
                       str(row.running), str(row.dead))
-    if status.blocked:
-        table.caption = "\n".join(blocked_lines(status.blocked))
+    return with_blocked_caption(table, status.blocked)
+
+
+def with_blocked_caption(table: Table, blocked: list[dict]) -> Table:
+    """The table, captioned in red with the blocked workers when there are any."""
+    if blocked:
+        table.caption = "\n".join(blocked_lines(blocked))
         table.caption_style = "bold red"
     return table
 
@@ -115,10 +120,7 @@ def queue_overview(state: QueueState, queue: str) -> Table:
     """The queue as a whole: waiting messages, running episodes, dead letters, done per spec."""
     table = Table(title=f"queue {queue!r}: {state.queue_length(queue):,} waiting, {len(state.running())} running, "
                         f"{state.dead_count()} dead letters")
-    blocked = state.blocked_workers()
-    if blocked:
-        table.caption = "\n".join(blocked_lines(blocked))
-        table.caption_style = "bold red"
+    with_blocked_caption(table, state.blocked_workers())
     table.add_column("spec sha256")
     table.add_column("done", justify="right")
     table.add_column("enqueued", justify="right")

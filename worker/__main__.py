@@ -22,7 +22,7 @@ from benchmark.backends import available_backends
 from benchmark.cli_support import user_errors
 from benchmark.run_settings import check_device
 from worker.gpu import lease_gpu, pin, visible_gpus
-from worker.settings import Settings, SettingsError, use
+from worker.settings import Settings, SettingsError, queue_names, use
 
 log = logging.getLogger("worker")
 
@@ -48,10 +48,7 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
     if device:
         settings = replace(settings, device=check_device(device, "--device"))
     if queues:
-        names = tuple(q.strip() for q in queues.split(",") if q.strip())
-        if not names:
-            raise click.BadParameter("expected comma-separated queue names", param_hint="--queues")
-        settings = replace(settings, queues=names)
+        settings = replace(settings, queues=queue_names(queues, "--queues"))
     if settings.backend not in available_backends():  # names only: nothing imported, no CUDA
         raise SettingsError(f"RTBENCH_BACKEND={settings.backend!r}: unknown backend; known backends: "
                             f"{', '.join(available_backends())} (add one through the 'rtbench.backends' "

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from benchmark.run_settings import RunSettings, SettingsError, number, read
 
-__all__ = ["Settings", "SettingsError", "active", "check_broker_url", "redact_url", "use"]
+__all__ = ["Settings", "SettingsError", "active", "check_broker_url", "queue_names", "redact_url", "use"]
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
@@ -36,6 +36,17 @@ def check_broker_url(url: str, where: str) -> str:
     if urlsplit(url).scheme not in ("redis", "rediss"):
         raise SettingsError(f"{where}={redact_url(url)!r}: expected a redis:// or rediss:// URL")
     return url
+
+
+def queue_names(text: str, where: str) -> tuple[str, ...]:
+    names = _comma_list(text)
+    if not names:
+        raise SettingsError(f"{where}: expected comma-separated queue names")
+    return names
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -91,11 +102,10 @@ class Settings(RunSettings):
             values["broker_url"] = check_broker_url(url, "RTBENCH_BROKER_URL")
         if (value := read(env, "GPU_LOCK_DIR")) is not None:
             values["gpu_lock_dir"] = Path(value)
-        for name, key in (("QUEUES", "queues"), ("PRELOAD_SPECS", "preload_specs")):
-            if (value := read(env, name)) is not None:
-                values[key] = tuple(part.strip() for part in value.split(",") if part.strip())
-        if values.get("queues") == ():
-            raise SettingsError("RTBENCH_QUEUES: expected comma-separated queue names")
+        if (value := read(env, "QUEUES")) is not None:
+            values["queues"] = queue_names(value, "RTBENCH_QUEUES")
+        if (value := read(env, "PRELOAD_SPECS")) is not None:
+            values["preload_specs"] = _comma_list(value)
         for name, key in (("GPU", "gpu"), ("MAX_TASKS_PER_CHILD", "max_tasks_per_child")):
             if (value := read(env, name)) is not None:
                 values[key] = number(f"RTBENCH_{name}", value, int, 0 if key == "gpu" else 1)

@@ -70,8 +70,8 @@ def run_episode(self: Task, *args, **kwargs) -> str:
 
 
 def _dead_letter_outside_delivery(task: Task, args: tuple, kwargs: dict, exc: Exception) -> str:
-    log.exception("delivery of %s failed outside its handler", kwargs.get("episode_id"))
     episode = kwargs.get("episode_id")
+    log.exception("delivery of %s failed outside its handler", episode)
     try:
         QueueState(connect(task.app.conf.broker_url)).dead_letter(
             "delivery_failed", f"{type(exc).__name__}: {exc}", message={"args": args, "kwargs": kwargs},

@@ -137,7 +137,7 @@ class QueueState:
     def reset_attempts(self, episode_ids: Iterable[str]) -> None:
         """Forget the attempts of episodes no delivery is running (a fresh start for each)."""
         for chunk in _chunks(list(episode_ids), 10_000):
-            self.r.delete(*(key for episode_id in chunk for key in _attempt_keys(episode_id)[1:]))
+            self.r.delete(*_counter_keys(chunk))
 
     # ------------------------------------------------------------------ done / enqueued
     def mark_done(self, spec_sha: str, episode_id: str, owner: str | None = None) -> None:
@@ -154,7 +154,7 @@ class QueueState:
                 pipe.srem(keys.done(spec_sha), episode_id)
                 pipe.hdel(keys.enqueued(spec_sha), episode_id)
             pipe.zadd(keys.finished(spec_sha), {episode_id: time.time()})
-            pipe.delete(*_attempt_keys(episode_id)[1:])
+            pipe.delete(*_counter_keys([episode_id]))
             if owner is not None:
                 pipe.eval(_RELEASE, 1, keys.claim(episode_id), owner)
             pipe.execute()
@@ -163,14 +163,12 @@ class QueueState:
         """Make the done-set agree with the records: add episodes whose record is done (a mark
         lost while Redis was down) and clear their attempts; drop episodes whose record is an
         infrastructure error."""
-        done, not_done = list(done), list(not_done)
+        done = list(done)
         for chunk in _chunks(done, 10_000):
-            with self.r.pipeline(transaction=False) as pipe:
-                pipe.sadd(keys.done(spec_sha), *chunk)
-                pipe.delete(*(key for episode_id in chunk for key in _attempt_keys(episode_id)[1:]))
-                pipe.execute()
-        for chunk in _chunks(not_done, 10_000):
+            self.r.sadd(keys.done(spec_sha), *chunk)
+        for chunk in _chunks(list(not_done), 10_000):
             self.r.srem(keys.done(spec_sha), *chunk)
+        self.reset_attempts(done)
 
     def done(self, spec_sha: str) -> set[str]:
         return set(self.r.sscan_iter(keys.done(spec_sha), count=10_000))
@@ -191,10 +189,10 @@ class QueueState:
         """Park a message that cannot run, with why. Its episode's attempts start again from
         zero if it is requeued after the cause was fixed."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.rpush(keys.DEAD, dead_letter_entry(reason, detail, message=message, episode_id=episode_id,
-                                                          worker=worker, traceback=traceback))
+            pipe.rpush(keys.DEAD, _dead_letter_entry(reason, detail, message=message, episode_id=episode_id,
+                                                     worker=worker, traceback=traceback))
             if episode_id is not None:
-                pipe.delete(*_attempt_keys(episode_id)[1:])
+                pipe.delete(*_counter_keys([episode_id]))
             pipe.execute()
 
     def dead_count(self) -> int:
@@ -252,11 +250,13 @@ class QueueState:
         return [json.loads(raw) for raw in (self.r.mget(found) if found else []) if raw]
 
 
-def dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
+def _dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
                       traceback: str | None = None) -> str:
     """One dead letter as stored in the dead-letter list; raw bytes are kept as text, truncated."""
     if isinstance(message, bytes | bytearray):
         message = message.decode("utf-8", errors="replace")
+    elif not isinstance(message, str | dict):
+        message = json.dumps(message, default=repr)
     if isinstance(message, str) and len(message) > RAW_LIMIT:
         message = message[:RAW_LIMIT] + f"... ({len(message) - RAW_LIMIT} more characters)"
     entry = {"reason": reason, "detail": detail, "episode_id": episode_id, "worker": worker, "time": time.time(),
@@ -268,6 +268,11 @@ def dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str
 
 def _attempt_keys(episode_id: str) -> tuple[str, str, str]:
     return keys.claim(episode_id), keys.attempts(episode_id), keys.last_error(episode_id)
+
+
+def _counter_keys(episode_ids: Iterable[str]) -> list[str]:
+    """The attempts and last-error keys of these episodes (what a fresh start clears)."""
+    return [key for episode_id in episode_ids for key in _attempt_keys(episode_id)[1:]]
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

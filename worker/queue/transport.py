@@ -9,6 +9,7 @@ The app selects it with ``broker_transport`` (see ``worker.app``); everything el
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -18,8 +19,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from worker.queue import keys
-from worker.queue.state import dead_letter_entry
+from worker.queue.state import QueueState
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,14 @@ class Channel(kombu_redis.Channel):
                 flush_reauth()
 
     def _dead_letter(self, raw, reason: str, detail: str) -> None:
-        if not isinstance(raw, str | bytes):
-            raw = repr(raw)
-        entry = dead_letter_entry(reason, detail, message=raw, episode_id=None,
-                                  worker=f"{socket.gethostname()}:{os.getpid()}")
+        if not isinstance(raw, str | bytes):  # a decoded envelope: kept as the JSON it came as
+            raw = json.dumps(raw, default=repr)
         try:
             with self.conn_or_acquire() as client:
-                client.rpush(keys.DEAD, entry)
+                QueueState(client).dead_letter(reason, detail, message=raw, episode_id=None,
+                                               worker=f"{socket.gethostname()}:{os.getpid()}")
         except Exception:
-            log.exception("could not store a dead letter (%s: %s); the item was: %s", reason, detail, entry[:4096])
+            log.exception("could not store a dead letter (%s: %s); the item was: %r", reason, detail, raw[:4096])
             return
         log.error("dead letter (%s): %s", reason, detail)
 
