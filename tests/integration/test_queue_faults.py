@@ -277,3 +277,19 @@ def test_status_counts_only_done_records_as_done(producer, broker, tmp_path):
     row = next(line for line in status.stdout.splitlines() if line.startswith("│ feedback"))
     assert [cell.strip() for cell in row.split("│")[2:4]] == ["0", "2"], status.stdout  # done 0 of 2
     assert "enqueued 2" in producer("enqueue", *args).stdout  # the same rule: both are sent
+
+
+def test_messages_that_are_not_json_task_messages_are_dead_letters(workers, broker, tmp_path):
+    builder = MessageBuilder("episodes")
+    good = message("feedback/bias_lm_always_on/click_bell/episode_0")
+    pickled = json.loads(builder.envelope(good))
+    pickled["content-type"] = "application/x-python-serialize"  # never accepted: unpickling runs code
+    headerless = json.loads(builder.envelope(good))
+    del headerless["headers"]["task"]
+    for item in (pickled, headerless):
+        broker.lpush("episodes", json.dumps(item))
+    publish(broker, [good], queue="episodes")
+    worker = workers()
+    wait_for(lambda: done_count(broker) == 1, 60, "the good episode after the two bad ones")
+    assert [d["reason"] for d in dead_letters(broker)] == ["unsupported_content_type", "unknown_message_format"]
+    assert worker.process.poll() is None and list(records(tmp_path / "results")) == [good.key.id]
