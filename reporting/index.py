@@ -41,6 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.spec import resolve_spec_path
 from reporting.aggregate import build_report
+from reporting.entries import Entry
 from reporting.errors import ReportError
 from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
@@ -121,8 +122,8 @@ class Change:
     """The entries that left and came in one known directory."""
 
     path: str
-    removed: list[list]
-    added: list[list]
+    removed: list[Entry]
+    added: list[Entry]
 
 
 def default_index_path(results_dir: Path) -> Path:
@@ -271,13 +272,13 @@ class RecordIndex:
                                [(s.path, s.to_json()) for s in written])
         return changes, new_tally
 
-    def _entries(self, db: Connection, paths: list[str]) -> dict[str, list[list]]:
+    def _entries(self, db: Connection, paths: list[str]) -> dict[str, list[Entry]]:
         found = {}
         for start in range(0, len(paths), 500):
             batch = paths[start:start + 500]
             for path, entries in db.exec_driver_sql(
                     f"SELECT path, entries FROM {ENTRIES} WHERE path IN ({', '.join('?' * len(batch))})", tuple(batch)):
-                found[path] = orjson.loads(entries)
+                found[path] = Entry.from_stored(entries)
         return found
 
     # -- the spec and the tally ---------------------------------------------------------------

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import orjson
-
 from benchmark.results import SKIPPED_DIRS, is_record_file_name
-from reporting.entries import MTIME, NAME, SIZE, read_entry
+from reporting.entries import Entry, read_entry, stored_entries
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
@@ -37,14 +35,14 @@ class DirectoryScan:
     path: str  # relative to the results dir, "/"-separated; its first part is the policy folder
     mtime_ns: int  # UNSETTLED when too recent to trust
     subdirs: list[str] = field(default_factory=list)
-    entries: list[list] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     entries_json: bytes | None = None  # the entries already serialized (forked readers, rescans)
 
     def to_json(self) -> bytes:
-        return self.entries_json if self.entries_json is not None else orjson.dumps(self.entries)
+        return self.entries_json if self.entries_json is not None else stored_entries(self.entries)
 
 
-def scan_directory(results_dir: str, path: str, old_entries: dict[str, list] | None = None,
+def scan_directory(results_dir: str, path: str, old_entries: dict[str, Entry] | None = None,
                    settled_before: int | None = None) -> DirectoryScan:
     """List one directory and read its record files; a file whose size and mtime match its
     entry in ``old_entries`` is not read again."""
@@ -69,12 +67,12 @@ def scan_directory(results_dir: str, path: str, old_entries: dict[str, list] | N
                     info = os.stat(name, dir_fd=fd)
                 except OSError:
                     info = None
-                if info is not None and (info.st_size, info.st_mtime_ns) == (old[SIZE], old[MTIME]):
+                if info is not None and (info.st_size, info.st_mtime_ns) == (old.size, old.mtime_ns):
                     scan.entries.append(old)
                     continue
             entry = read_entry(fd, absolute, results_dir, name)
-            if entry[MTIME] >= settled_before:
-                entry[MTIME] = UNSETTLED  # read again next time
+            if entry.mtime_ns >= settled_before:
+                entry = entry._replace(mtime_ns=UNSETTLED)  # read again next time
                 scan.mtime_ns = UNSETTLED
             scan.entries.append(entry)
     finally:
@@ -156,7 +154,7 @@ def _scan_share(connection: Connection, results_dir: str, settled_before: int, u
     """In a forked process: read some subtrees, send them, receive the digest, send the tally."""
     try:
         found = [scan for unit in units for scan in scan_tree(results_dir, unit, settled_before)]
-        connection.send([(s.path, s.mtime_ns, s.subdirs, orjson.dumps(s.entries)) for s in found])
+        connection.send([(s.path, s.mtime_ns, s.subdirs, stored_entries(s.entries)) for s in found])
         tally = Tally(connection.recv())
         tally.apply([(s.path, s.entries) for s in found])
         connection.send(tally.to_blobs())
@@ -188,11 +186,11 @@ class Rescan:
     """A known directory listed again: its new state, and the entries that left and came."""
 
     scan: DirectoryScan  # with entries_json
-    removed: list[list]
-    added: list[list]
+    removed: list[Entry]
+    added: list[Entry]
 
 
-def rescan_directories(results_dir: str, work: list[tuple[str, list[list]]]) -> list[Rescan]:
+def rescan_directories(results_dir: str, work: list[tuple[str, list[Entry]]]) -> list[Rescan]:
     """List known directories again (path, old entries); files whose size and mtime match
     their entry are not read, but every file is stat-ed: trusting inode numbers instead would
     miss a file replaced twice (ext4 hands the first inode back). Serial: forked processes
@@ -207,7 +205,7 @@ def rescan_directories(results_dir: str, work: list[tuple[str, list[list]]]) -> 
             done.append(Rescan(DirectoryScan(path, UNSETTLED, entries_json=b"[]"), old_entries, []))
             continue  # removed since it was stat-ed
         new = entries_by_name(scan.entries)
-        done.append(Rescan(DirectoryScan(path, scan.mtime_ns, scan.subdirs, entries_json=orjson.dumps(scan.entries)),
+        done.append(Rescan(DirectoryScan(path, scan.mtime_ns, scan.subdirs, entries_json=stored_entries(scan.entries)),
                            [e for name, e in old.items() if new.get(name) != e],
                            [e for name, e in new.items() if old.get(name) != e]))
     return done
@@ -221,5 +219,5 @@ def _stop(started: list[tuple[multiprocessing.process.BaseProcess, Connection]])
             process.kill()
 
 
-def entries_by_name(entries: list[list]) -> dict[str, list]:
-    return {entry[NAME]: entry for entry in entries}
+def entries_by_name(entries: list[Entry]) -> dict[str, Entry]:
+    return {entry.name: entry for entry in entries}

@@ -13,13 +13,12 @@ Removing an entry undoes exactly what adding it did.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import orjson
 
 from benchmark.results import OK
-from reporting.entries import CONFIG_HASH, ERROR_TYPE, POLICY, PROBLEM, REPEAT, SETTING, STATUS, SUCCESS, TASK
 from reporting.spec_digest import HASH_CHARS, SpecDigest
 
 COMPLETED, VALID, SUCCESSES = range(3)
@@ -50,9 +49,10 @@ class Tally:
             self.folders[name] = FolderTally(self.slots)
         return self.folders[name]
 
-    def apply(self, directories: Iterable[tuple[str, list[list]]], sign: int = 1) -> None:
+    def apply(self, directories: Iterable[tuple[str, Sequence[Sequence]]], sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) the entries of directories, each given by its path
-        relative to the results dir (its first part is the policy folder)."""
+        relative to the results dir (its first part is the policy folder). An entry is a
+        ``reporting.entries.Entry`` or its stored form, an array of the same fields in order."""
         slots: dict[str, tuple[list[int], list[int], list[int]]] = {}
         for directory, entries in directories:
             folder_name = directory.split("/", 1)[0]
@@ -65,40 +65,41 @@ class Tally:
                 if found:
                     counts[row] += sign * np.bincount(found, minlength=self.slots).astype(np.int32)
 
-    def _apply_directory(self, directory: str, folder_name: str, entries: list[list], sign: int,
+    def _apply_directory(self, directory: str, folder_name: str, entries: Sequence[Sequence], sign: int,
                          completed: list[int], valid: list[int], successes: list[int]) -> None:
         folder = self.folder(folder_name)
         settings, tasks, repeats = self._setting_index, self._task_index, self.digest.repeats
         n_tasks, hashes = len(tasks), self.digest.config_hashes
         labels, excluded = folder.error_labels, folder.excluded
-        for entry in entries:
-            if entry[STATUS] != OK:
-                path = f"{directory}/{entry[0]}"
+        # Unpacked in Entry's field order: as fast as indexing, and works on stored arrays too
+        # (building an Entry per stored array measured +88 ms per 100,000 entries).
+        for (name, _size, _mtime_ns, status, problem, policy, setting_id, task, repeat, success, error_type,
+             logged) in entries:
+            if status != OK:
+                path = f"{directory}/{name}"
                 if sign > 0:
-                    folder.problems[path] = (entry[STATUS], entry[PROBLEM])
+                    folder.problems[path] = (status, problem)
                 else:
                     folder.problems.pop(path, None)
                 continue
-            repeat = entry[REPEAT]
-            if entry[POLICY] != folder_name:
+            if policy != folder_name:
                 excluded[(MISPLACED, NO_REPEAT if repeat is None else repeat)] += sign
                 continue
-            s, t = settings.get(entry[SETTING]), tasks.get(entry[TASK])
+            s, t = settings.get(setting_id), tasks.get(task)
             if s is None or t is None or repeat is None or repeat >= repeats:
                 excluded[(OUT_OF_SPEC, NO_REPEAT if repeat is None else repeat)] += sign
                 continue
             slot = (s * n_tasks + t) * repeats + repeat
-            logged = entry[CONFIG_HASH]
             if logged is not None and logged != hashes[slot * HASH_CHARS:(slot + 1) * HASH_CHARS]:
                 excluded[(CONFIG_MISMATCH, repeat)] += sign
                 continue
             completed.append(slot)
-            if entry[ERROR_TYPE] is None:
+            if error_type is None:
                 valid.append(slot)
-                if entry[SUCCESS]:
+                if success:
                     successes.append(slot)
             else:
-                labels[(entry[ERROR_TYPE], repeat)] += sign
+                labels[(error_type, repeat)] += sign
 
     def merge(self, other: Tally) -> None:
         """Add another tally of the same spec (of other directories)."""

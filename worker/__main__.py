@@ -75,10 +75,9 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
         name = f"cpu{os.getpid()}@{settings.machine}"
     use(settings)  # the Celery app, its consumer and the pool children (forked) use these
     log.info("worker %s starting: %s", name, settings.redacted())
-    if settings.preload_specs:
-        from worker.delivery import preload_specs
+    from worker.tasks import prepare_child_context
 
-        preload_specs(settings.preload_specs)  # a bad spec stops the worker here, exit 2
+    prepare_child_context(settings)  # a bad preloaded spec stops the worker here, exit 2
 
     from celery.bin.celery import celery as celery_command
 

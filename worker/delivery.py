@@ -48,17 +48,6 @@ log = logging.getLogger(__name__)
 
 SKIPPED, RAN, DEAD, GAVE_UP = "skipped", "ran", "dead", "gave_up"  # what a delivery did
 
-# Specs by reference. Filled by preload_specs() in the worker's main process, so that every
-# forked child (recycled every max_tasks_per_child episodes) inherits them instead of parsing
-# the full spec (~1 s) again; children add what they load themselves.
-SPECS: dict[str, Spec] = {}
-
-
-def preload_specs(refs: tuple[str, ...]) -> None:
-    for ref in refs:
-        SPECS[ref] = load_spec(ref)
-
-
 class DeadLetter(Exception):
     """A message that can never run: it goes to the dead-letter list with ``reason``."""
 
@@ -131,21 +120,33 @@ class Finisher:
 
 
 class ChildContext:
-    """What one worker child keeps between episodes: settings, Redis, specs, policies, backend."""
+    """What one worker child keeps between episodes: settings, Redis, specs, policies, backend.
+
+    Nothing here connects or starts on construction (Redis connects on first use, the finisher
+    thread on first record, policies and backend on first episode), so ``python -m worker``
+    builds it in the main process with the specs preloaded and every forked child (recycled
+    every max_tasks_per_child episodes) inherits them instead of parsing a spec (~1 s) again.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state = QueueState(connect(settings.broker_url))
         self.device = settings.torch_device
+        self._specs: dict[str, Spec] = {}
         self._policies: dict[str, PolicyAdapter] = {}
         self._backend: Backend | None = None
         self.finisher = Finisher(self.state)
 
+    def preload_specs(self, refs: tuple[str, ...]) -> None:
+        """Load specs now (a bad one raises ``BenchmarkError``: the worker stops at start)."""
+        for ref in refs:
+            self._specs[ref] = load_spec(ref)
+
     def spec(self, message: EpisodeMessage) -> Spec:
-        spec = SPECS.get(message.spec_ref)
+        spec = self._specs.get(message.spec_ref)
         if spec is None:
             try:
-                spec = SPECS[message.spec_ref] = load_spec(message.spec_ref)
+                spec = self._specs[message.spec_ref] = load_spec(message.spec_ref)
             except BenchmarkError as exc:
                 raise DeadLetter("spec_unavailable", str(exc)) from None
         if spec.sha256 != message.spec_sha256:

@@ -26,7 +26,7 @@ from worker.app import app
 from worker.delivery import Blocked, ChildContext, Defer, Retry, deliver
 from worker.queue.messages import TASK_RUN_EPISODE
 from worker.queue.state import QueueState, connect
-from worker.settings import active
+from worker.settings import Settings, active
 
 log = logging.getLogger(__name__)
 _context: ChildContext | None = None
@@ -34,8 +34,16 @@ _worker_name = ""  # this worker's Celery hostname (main process), e.g. gpu3@mac
 BROKER_TROUBLE_PAUSE_S = 2.0  # before a message goes back to the queue for a Redis error
 
 
+def prepare_child_context(settings: Settings) -> None:
+    """In the worker's main process, before the pool forks: the context every child inherits,
+    with ``settings.preload_specs`` loaded (it starts no connection, thread or CUDA)."""
+    global _context
+    _context = ChildContext(settings)
+    _context.preload_specs(settings.preload_specs)
+
+
 def child_context() -> ChildContext:
-    """Built on the first task of each worker child (never in the parent: no CUDA there)."""
+    """This process's context: inherited from the main process, or built on first use."""
     global _context
     if _context is None:
         _context = ChildContext(active())
