@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from benchmark.backends import backend_class, default_device
-from benchmark.cli_support import split_names, user_errors
+from benchmark.cli_support import user_errors
 from benchmark.episodes import EpisodeKey, iter_episodes, partition
 from benchmark.names import validate_name
 from benchmark.policies import policy_class
@@ -34,6 +34,7 @@ from benchmark.run_summary import print_run_summary
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
 from benchmark.spec import load_spec
+from benchmark.spec_slice import SpecSlice, report_command, slice_options
 
 log = logging.getLogger("benchmark.eval_runner")
 EXIT_INTERRUPTED = 130
@@ -111,9 +112,7 @@ Examples:
                               "else cpu).")
 @click.option("--worker-id", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--num-workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--settings", help="Comma-separated setting ids (default: all of the spec).")
-@click.option("--tasks", help="Comma-separated tasks (default: all of the spec).")
-@click.option("--max-repeat", type=click.IntRange(min=1), help="Run repeats 0..N-1 only.")
+@slice_options
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Results directory (default: RTBENCH_RESULTS_DIR, else results).")
 @click.option("--skip-expert-check", is_flag=True, help="Do not run the scripted expert before each episode.")
@@ -126,7 +125,7 @@ Examples:
                    "else 3).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, settings, tasks, max_repeat,
+def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, spec_slice: SpecSlice,
          results_dir, skip_expert_check, retry_errors, episode_timeout, max_attempts, quiet) -> None:
     """Run the episodes of a spec for one or more policies, resuming where a previous run stopped."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -142,7 +141,7 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
     results_dir, backend_name = run_settings.results_dir, run_settings.backend
     # Pin the GPU before anything can import torch (policy and backend modules do).
     torch_device = resolve_device(run_settings.device, gpu)
-    spec = load_spec(spec_ref).filter(split_names(settings), split_names(tasks), max_repeat)
+    spec = load_spec(spec_ref).filter(spec_slice.settings, spec_slice.tasks, spec_slice.max_repeat)
     policy_classes = {name: policy_class(name) for name in policies}
     backend_cls = backend_class(backend_name)
     backend_cls(torch_device).close_env()  # fail fast (exit 2) on a device the backend cannot use
@@ -185,7 +184,7 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
         for policy in loaded.values():
             policy.close()
     print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(quiet=quiet),
-                      notes=console)
+                      notes=console, report=report_command(spec_ref, policies, spec_slice, results_dir))
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
 

@@ -9,20 +9,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from benchmark.episodes import iter_episodes
 from benchmark.results import OK, finished_at, read_record
 from benchmark.spec import Spec
+from benchmark.terminal_tables import fill_table, new_table
 
 
 def print_run_summary(spec: Spec, policies: Iterable[str], results_dir: Path, started_at: float, *,
-                      interrupted: bool, out: Console, notes: Console) -> None:
-    """The table on ``out``; error labels and what to do after an interruption on ``notes``.
-    "ran now" counts the records written since ``started_at`` (epoch seconds)."""
-    table = Table(title=f"{spec.name}: {'interrupted' if interrupted else 'done'} (records in {results_dir})")
-    for column in ("policy", "records", "expected", "ran now", "success", "errors", "success rate"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
+                      interrupted: bool, out: Console, notes: Console, report: str) -> None:
+    """The table on ``out``; error labels, what to do after an interruption and ``report`` (the
+    command that reports the same slice) on ``notes``. "ran now" counts the records written
+    since ``started_at`` (epoch seconds)."""
+    rows = []
     labels: Counter = Counter()
     for policy in policies:
         counts: Counter = Counter()
@@ -38,11 +37,14 @@ def print_run_summary(spec: Spec, policies: Iterable[str], results_dir: Path, st
             elif read.record["success"]:
                 counts["success"] += 1
         valid = counts["records"] - counts["errors"]
-        table.add_row(policy, f"{counts['records']:,}", f"{spec.episodes_per_policy:,}", f"{counts['ran now']:,}",
-                      f"{counts['success']:,}", f"{counts['errors']:,}",
-                      f"{counts['success'] / valid:.1%}" if valid else "-")
-    out.print(table)
+        rows.append([policy, f"{counts['records']:,}/{spec.episodes_per_policy:,}", f"{counts['ran now']:,}",
+                     f"{counts['success']:,}", f"{counts['errors']:,}",
+                     f"{counts['success'] / valid:.1%}" if valid else "-"])
+    title = f"{spec.name}: {'interrupted' if interrupted else 'done'} (records in {results_dir})"
+    out.print(fill_table(new_table(title), ["policy", "done/expected", "ran now", "successes", "errors",
+                                            "success rate"], rows))
     if labels:
         notes.print("errors: " + ", ".join(f"{label} x{n}" for label, n in labels.most_common()))
     if interrupted:
         notes.print("[yellow]interrupted: the episode in flight was dropped; run the same command to resume[/]")
+    notes.print(f"report: {report}", soft_wrap=True, markup=False, highlight=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import SpecError
+from benchmark.names import select_names
 from benchmark.spec_validation import SpecValidator
 
 SPEC_DIR = Path(__file__).resolve().parent
@@ -106,8 +107,8 @@ class Spec:
         The result keeps the source's name, path and sha256 (it is a view of that
         file, which is what workers must load) and the source's order.
         """
-        keep_settings = self._select("setting", settings, [s.id for s in self.settings])
-        keep_tasks = self._select("task", tasks, list(self.tasks))
+        keep_settings = select_names(self.name, "setting", settings, [s.id for s in self.settings])
+        keep_tasks = select_names(self.name, "task", tasks, list(self.tasks))
         repeats = self.repeats
         if max_repeat is not None:
             if type(max_repeat) is not int or max_repeat < 1:
@@ -131,16 +132,6 @@ class Spec:
                        for sid in keep_settings},
         )
         return Spec(data, name=self.name, path=self.path, sha256=self.sha256)
-
-    def _select(self, what: str, wanted: Iterable[str] | None, known: list[str]) -> list[str]:
-        if wanted is None:
-            return known
-        wanted = list(wanted)
-        unknown = [w for w in wanted if w not in known]
-        if unknown:
-            raise SpecError(self.name, f"{what}s", f"unknown {what} {unknown[0]!r}; known {what}s: {', '.join(known)}")
-        chosen = set(wanted)
-        return [k for k in known if k in chosen]
 
     def _check_task(self, task: str) -> None:
         if task not in self.step_limits:

@@ -21,11 +21,12 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchmark.cli_support import UserError, split_names, user_errors
+from benchmark.cli_support import UserError, user_errors
 from benchmark.names import validate_name
 from benchmark.policies import available_policies
 from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
+from benchmark.spec_slice import SpecSlice, report_command, slice_options
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
 from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table
@@ -37,23 +38,38 @@ EXIT_INTERRUPTED = 130
 
 
 def spec_options(func):
-    """Spec filters shared by enqueue, status and run."""
+    """SPEC, its policies and its slice: shared by enqueue and run."""
     @click.argument("spec_ref", metavar="SPEC")
     @click.option("--policy", "policies", multiple=True, required=True, help="Policy name (repeatable).")
-    @click.option("--settings", help="Comma-separated setting ids.")
-    @click.option("--tasks", help="Comma-separated tasks.")
-    @click.option("--max-repeat", type=click.IntRange(min=1), help="Repeats 0..N-1 only.")
+    @slice_options
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)
     return wrapper
 
 
-def load_filtered(spec_ref: str, policies: tuple[str, ...], settings: str | None, tasks: str | None,
-                  max_repeat: int | None) -> Spec:
+def load_filtered(spec_ref: str, policies: tuple[str, ...], spec_slice: SpecSlice) -> Spec:
     for policy in policies:
         validate_name(policy, "policy")
-    return load_spec(spec_ref).filter(split_names(settings), split_names(tasks), max_repeat)
+    return load_spec(spec_ref).filter(spec_slice.settings, spec_slice.tasks, spec_slice.max_repeat)
+
+
+def _apply_group_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--broker-url``/``--results-dir`` given after the subcommand: they override the group's."""
+    if value is not None:
+        ctx.find_object(Context).apply(**{param.name: value})
+
+
+def group_options(func):
+    """The group's options, accepted after the subcommand too (``producer status --results-dir r``)."""
+    @click.option("--broker-url", callback=_apply_group_option, expose_value=False,
+                  help="Redis URL (env RTBENCH_BROKER_URL); also accepted before the subcommand.")
+    @click.option("--results-dir", type=click.Path(), callback=_apply_group_option, expose_value=False,
+                  help="Results directory (env RTBENCH_RESULTS_DIR); also accepted before the subcommand.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+    return wrapper
 
 
 class Context:
@@ -62,6 +78,17 @@ class Context:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._state: QueueState | None = None
+
+    def apply(self, broker_url: str | None = None, results_dir: str | None = None) -> None:
+        """The command's ``--broker-url``/``--results-dir`` over the environment's."""
+        if broker_url:
+            self.settings = replace(self.settings, broker_url=check_broker_url(broker_url, "--broker-url"))
+            self._state = None
+        if results_dir:
+            path = Path(results_dir)
+            if path.exists() and not path.is_dir():
+                raise UserError(f"--results-dir {results_dir}: is a file, not a folder; name the results folder")
+            self.settings = replace(self.settings, results_dir=path)
 
     @property
     def state(self) -> QueueState:
@@ -84,19 +111,15 @@ Examples:
   python -m producer run lm20 --policy feedback --tasks adjust_bottle --max-repeat 2
 """)
 @click.option("--broker-url", envvar="RTBENCH_BROKER_URL", help="Redis URL (env RTBENCH_BROKER_URL).")
-@click.option("--results-dir", envvar="RTBENCH_RESULTS_DIR", type=click.Path(file_okay=False),
+@click.option("--results-dir", envvar="RTBENCH_RESULTS_DIR", type=click.Path(),
               help="Results directory (env RTBENCH_RESULTS_DIR; default results).")
 @click.pass_context
 @user_errors
 def cli(ctx: click.Context, broker_url: str | None, results_dir: str | None) -> None:
     """Put benchmark episodes on the queue and follow them."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    if broker_url:
-        settings = replace(settings, broker_url=check_broker_url(broker_url, "--broker-url"))
-    if results_dir:
-        settings = replace(settings, results_dir=Path(results_dir))
-    ctx.obj = Context(settings)
+    ctx.obj = Context(Settings.from_env())
+    ctx.obj.apply(broker_url, results_dir)
 
 
 def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bool, priority: int,
@@ -130,12 +153,13 @@ Examples:
 @click.option("--requeue-stale", is_flag=True, help="Re-send enqueued episodes whose message was lost.")
 @click.option("--stale-after", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="Seconds since enqueue before an episode may count as stale.")
+@group_options
 @click.pass_obj
 @user_errors
-def enqueue(obj: Context, spec_ref, policies, settings, tasks, max_repeat, dry_run, priority, requeue_stale,
+def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, priority, requeue_stale,
             stale_after) -> None:
     """Enqueue the episodes of SPEC not done yet; running it twice sends nothing new."""
-    spec = load_filtered(spec_ref, policies, settings, tasks, max_repeat)
+    spec = load_filtered(spec_ref, policies, spec_slice)
     do_enqueue(obj, spec, spec_ref, policies, dry_run=dry_run, priority=priority,
                requeue_stale_after=stale_after if requeue_stale else None, console=Console())
 
@@ -149,30 +173,30 @@ Examples:
 @click.argument("spec_ref", metavar="[SPEC]", required=False)
 @click.option("--policy", "policies", multiple=True,
               help="Policy (repeatable; default: every policy enqueued or done for SPEC).")
-@click.option("--settings", help="Comma-separated setting ids.")
-@click.option("--tasks", help="Comma-separated tasks.")
-@click.option("--max-repeat", type=click.IntRange(min=1), help="Repeats 0..N-1 only.")
-@click.option("--watch", is_flag=True, help="Refresh every 2 s until Ctrl-C.")
+@slice_options
+@click.option("--watch", is_flag=True, help="Refresh every 2 s until Ctrl-C (piped output: printed once).")
+@group_options
 @click.pass_obj
 @user_errors
-def status(obj: Context, spec_ref, policies, settings, tasks, max_repeat, watch) -> None:
+def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch) -> None:
     """Per policy: done/expected, queued, running, dead, episodes/min and ETA (without SPEC: the queue)."""
     console = Console()
     if spec_ref is None:
-        console.print(queue_overview(obj.state, obj.settings.queues[0]))
-        return
-    spec = load_filtered(spec_ref, policies, settings, tasks, max_repeat)
-    if not policies:
-        policies = known_policies(obj.state, spec.sha256)
+        def table() -> Table:
+            return queue_overview(obj.state, obj.settings.queues[0])
+    else:
+        spec = load_filtered(spec_ref, policies, spec_slice)
         if not policies:
-            raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
+            policies = known_policies(obj.state, spec.sha256)
+            if not policies:
+                raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
 
-    def table() -> Table:
-        return status_table(collect_status(spec, list(policies), obj.state, obj.settings.results_dir,
-                                           obj.settings.queues[0]))
+        def table() -> Table:
+            return status_table(collect_status(spec, list(policies), obj.state, obj.settings.results_dir,
+                                               obj.settings.queues[0]))
 
-    if not watch:
-        console.print(table())
+    if not watch or not console.is_terminal:
+        console.print(table())  # piped: one snapshot, then exit (a live view would never end)
         return
     try:
         with Live(table(), refresh_per_second=1) as live:
@@ -190,6 +214,7 @@ Examples:
 """)
 @click.option("--requeue", is_flag=True, help="Publish the dead messages again (after fixing the cause).")
 @click.option("--purge", is_flag=True, help="Delete the dead-letter list.")
+@group_options
 @click.pass_obj
 @user_errors
 def dead(obj: Context, requeue: bool, purge: bool) -> None:
@@ -223,15 +248,16 @@ Examples:
 @click.option("--skip-expert-check", is_flag=True, help="Do not run the scripted expert before each episode.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".rtbench"),
               show_default=True, help="Where the embedded Redis and the worker logs live.")
+@group_options
 @click.pass_obj
 @user_errors
-def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, skip_expert_check, data_dir) -> None:
+def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_expert_check, data_dir) -> None:
     """Run SPEC on this machine: embedded Redis, N local workers, progress, summary; stops all it started.
 
     Exits 0 when every episode has a record, 1 when some ended in the dead-letter list (shown),
     2 on bad input (before anything starts), 130 on Ctrl-C.
     """
-    spec = load_filtered(spec_ref, policies, settings, tasks, max_repeat)
+    spec = load_filtered(spec_ref, policies, spec_slice)
     known = available_policies()
     unknown = [name for name in policies if name not in known]
     if unknown:
@@ -263,7 +289,8 @@ def run(obj: Context, spec_ref, policies, settings, tasks, max_repeat, workers, 
         if pool is not None:
             pool.stop()
         redis_server.stop()
-    print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(), notes=console)
+    print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(), notes=console,
+                      report=report_command(spec_ref, policies, spec_slice, results_dir))
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     if dead:

@@ -12,9 +12,10 @@ from rich.table import Table
 from benchmark.episodes import iter_episodes
 from benchmark.results import episode_done
 from benchmark.spec import Spec
+from benchmark.terminal_tables import fill_table, new_table
 from worker.queue.state import QueueState
 
-RATE_WINDOW_S = 600.0
+RATE_WINDOW_S = 600.0  # the rate is measured on the episodes of the spec that ended this recently
 
 
 @dataclass
@@ -32,16 +33,28 @@ class Status:
     spec: Spec
     policies: list[PolicyStatus]
     queue_length: int
-    per_minute: float
+    per_minute: float | None  # None until two episodes of the spec ended within the window
     blocked: list[dict]  # workers that stopped taking episodes, with why
 
     @property
-    def remaining(self) -> int:
-        return sum(p.expected - p.done for p in self.policies)
+    def in_flight(self) -> int:
+        """Episodes of these policies still queued or running: what the workers will still do."""
+        return sum(p.queued + p.running for p in self.policies)
 
     @property
     def eta_s(self) -> float | None:
-        return self.remaining / self.per_minute * 60 if self.per_minute > 0 else None
+        if not self.in_flight:
+            return 0.0
+        return self.in_flight / self.per_minute * 60 if self.per_minute else None
+
+
+def recent_rate(finish_times: list[float], now: float) -> float | None:
+    """Episodes per minute over the window's finished episodes: from the first of them to now
+    (so a burst of 10 in a few seconds reads as fast, and a stalled fleet slows down), None
+    with fewer than two."""
+    if len(finish_times) < 2:
+        return None
+    return len(finish_times) / max(now - finish_times[0], 1.0) * 60
 
 
 def collect_status(spec: Spec, policies: list[str], state: QueueState, results_dir: Path, queue: str) -> Status:
@@ -62,20 +75,27 @@ def collect_status(spec: Spec, policies: list[str], state: QueueState, results_d
                 queued += 1
         rows.append(PolicyStatus(policy, expected, done, queued, busy, dead[policy]))
     length = state.queue_length(queue)
-    rate = state.finished_since(spec.sha256, time.time() - RATE_WINDOW_S) / (RATE_WINDOW_S / 60)
+    now = time.time()
+    rate = recent_rate(state.finish_times_since(spec.sha256, now - RATE_WINDOW_S), now)
     return Status(spec, rows, length, rate, state.blocked_workers())
 
 
 def status_table(status: Status) -> Table:
-    table = Table(title=f"{status.spec.name} ({status.spec.sha256[:12]}): queue length {status.queue_length}, "
-                        f"{status.per_minute:.1f} episodes/min, ETA {_duration(status.eta_s)}")
-    for column in ("policy", "done", "expected", "progress", "queued", "running", "dead"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
+    if status.in_flight == 0:
+        pace = "nothing queued or running for it"
+    elif status.per_minute is None:
+        pace = f"{status.in_flight:,} queued or running, rate not measured yet"
+    else:
+        pace = (f"{status.in_flight:,} queued or running, {status.per_minute:,.1f} episodes/min, "
+                f"ETA {_duration(status.eta_s)}")
+    rows = []
     for row in status.policies:
         progress = row.done / row.expected if row.expected else 0.0
-        table.add_row(row.policy, f"{row.done:,}", f"{row.expected:,}", f"{_bar(progress)} {progress:6.1%}",
-                      f"{row.queued:,}",
-                      str(row.running), str(row.dead))
+        rows.append([row.policy, f"{row.done:,}/{row.expected:,}", f"{_bar(progress)} {progress:6.1%}",
+                     f"{row.queued:,}", f"{row.running:,}", f"{row.dead:,}"])
+    table = fill_table(new_table(f"{status.spec.name} ({status.spec.sha256[:12]}): {pace}; queue length "
+                                 f"{status.queue_length:,}"),
+                       ["policy", "done/expected", "progress", "queued", "running", "dead"], rows)
     return with_blocked_caption(table, status.blocked)
 
 
@@ -97,7 +117,7 @@ def blocked_lines(blocked: list[dict]) -> list[str]:
     return lines
 
 
-def _bar(fraction: float, width: int = 20) -> str:
+def _bar(fraction: float, width: int = 10) -> str:
     filled = round(fraction * width)
     return "█" * filled + "░" * (width - filled)
 
@@ -118,12 +138,7 @@ def known_policies(state: QueueState, spec_sha: str) -> list[str]:
 
 def queue_overview(state: QueueState, queue: str) -> Table:
     """The queue as a whole: waiting messages, running episodes, dead letters, done per spec."""
-    table = Table(title=f"queue {queue!r}: {state.queue_length(queue):,} waiting, {len(state.running())} running, "
-                        f"{state.dead_count()} dead letters")
-    with_blocked_caption(table, state.blocked_workers())
-    table.add_column("spec sha256")
-    table.add_column("done", justify="right")
-    table.add_column("enqueued", justify="right")
-    for sha, done, enqueued in state.specs_overview():
-        table.add_row(sha[:16], f"{done:,}", f"{enqueued:,}")
-    return table
+    table = new_table(f"queue {queue!r}: {state.queue_length(queue):,} waiting, {len(state.running())} running, "
+                      f"{state.dead_count()} dead letters")
+    rows = [[sha[:16], f"{done:,}", f"{enqueued:,}"] for sha, done, enqueued in state.specs_overview()]
+    return with_blocked_caption(fill_table(table, ["spec sha256", "done", "enqueued"], rows), state.blocked_workers())

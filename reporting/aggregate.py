@@ -20,7 +20,10 @@ from datetime import datetime
 
 import numpy as np
 
+from benchmark.names import select_names
 from benchmark.results import JSON_DECODE_ERROR, OS_ERROR
+from benchmark.spec import Setting
+from benchmark.spec_slice import WHOLE_SPEC, SpecSlice
 from reporting.report_schema import GroupStats, IoErrors, PairedComparison, PairedStats, PolicyReport, Report
 from reporting.spec_digest import SpecDigest
 from reporting.stats import cluster_bootstrap_rows, mcnemar_exact, paired_difference, wilson_many
@@ -43,31 +46,42 @@ IO_STATUSES = (JSON_DECODE_ERROR, OS_ERROR, "invalid", "unsupported_schema")
 
 
 def build_report(tally: Tally, policies: list[str], *, results_dir: str, include_all_tasks: bool = False,
-                 max_repeat: int | None = None, generated_at: str | None = None) -> Report:
+                 spec_slice: SpecSlice = WHOLE_SPEC, generated_at: str | None = None) -> Report:
+    """The report of ``policies`` on the slice of the spec (``--settings``, ``--tasks``,
+    ``--max-repeat``: expected counts follow; an unknown name raises ``SpecError``)."""
     digest = tally.digest
+    max_repeat = spec_slice.max_repeat
     repeats = min(digest.repeats, max_repeat) if max_repeat else digest.repeats
+    chosen_settings = set(select_names(digest.name, "setting", spec_slice.settings, [s.id for s in digest.settings]))
+    setting_rows = [i for i, s in enumerate(digest.settings) if s.id in chosen_settings]
+    settings = [digest.settings[i] for i in setting_rows]
+    chosen_tasks = set(select_names(digest.name, "task", spec_slice.tasks, list(digest.tasks)))
+    task_mask = np.array([t in chosen_tasks for t in digest.tasks], dtype=bool)
     names = sorted(policies)
     empty = FolderTally(tally.slots)
     folders = {p: tally.folders.get(p, empty) for p in names}
-    # (policy, count, setting, task, repeat) in spec order, only the repeats in scope.
-    counts = {p: f.counts.reshape(3, *digest.shape)[:, :, :, :repeats] for p, f in folders.items()}
-    caused = digest.caused_failure.reshape(digest.shape)[:, :, :repeats]
+    # (policy, count, setting, task, repeat) in spec order, only the settings and repeats in scope;
+    # tasks out of scope count zero (the cluster bootstrap leaves out clusters without episodes).
+    counts = {p: f.counts.reshape(3, *digest.shape)[:, setting_rows, :, :repeats] * task_mask[None, None, :, None]
+              for p, f in folders.items()}
+    caused = digest.caused_failure.reshape(digest.shape)[setting_rows, :, :repeats]
     observed = np.zeros(len(digest.tasks), dtype=bool)
     for c in counts.values():
         observed |= c[COMPLETED].sum(axis=(0, 2)) > 0
-    tasks = list(range(len(digest.tasks))) if include_all_tasks else np.flatnonzero(observed).tolist()
+    tasks = np.flatnonzero(task_mask if include_all_tasks else observed).tolist()
+    slot_in_scope = _slots_in_scope(digest, setting_rows, task_mask, repeats)
     in_scope = _in_scope(max_repeat)
-    layout = GroupLayout(digest)
-    per_policy = {p: _policy_report(digest, counts[p], caused, folders[p], tasks, repeats, in_scope, layout)
-                  for p in names}
+    layout = GroupLayout(settings, digest.tasks)
+    per_policy = {p: _policy_report(settings, digest.tasks, counts[p], caused, folders[p], tasks, repeats,
+                                    slot_in_scope, layout) for p in names}
     global_errors: Counter = Counter()
     for p in names:
-        global_errors.update(_labels(folders[p], in_scope))
+        global_errors.update(_labels(folders[p], slot_in_scope))
     return {
         "generated_at": generated_at or datetime.now().isoformat(timespec="seconds"),
         "spec_summary": {
-            "num_settings": len(digest.settings), "num_tasks": len(tasks),
-            "repeats_per_setting": repeats, "total_per_policy": len(digest.settings) * len(tasks) * repeats,
+            "num_settings": len(settings), "num_tasks": len(tasks),
+            "repeats_per_setting": repeats, "total_per_policy": len(settings) * len(tasks) * repeats,
             "name": digest.name, "sha256": digest.sha256, "verified_with": digest.provenance,
         },
         "has_caused_failure_data": digest.has_caused_failure_data,
@@ -78,19 +92,23 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
         "cross_policy_by_setting": [
             {"setting_id": s.id, "perturb_type": s.perturb_type, "severity": s.severity, "timing": s.timing,
              **{p: per_policy[p]["per_setting"][index] for p in names}}
-            for index, s in enumerate(digest.settings)
+            for index, s in enumerate(settings)
         ],
         "out_of_spec": _excluded(folders, OUT_OF_SPEC, in_scope),
         "config_mismatch": _excluded(folders, CONFIG_MISMATCH, in_scope),
         "misplaced": _excluded(folders, MISPLACED, in_scope),
         "duplicates": {p: n for p in names if (n := int(np.maximum(counts[p][COMPLETED] - 1, 0).sum()))},
-        "paired_comparisons": _paired(names, counts, digest),
+        "paired_comparisons": _paired(names, counts, settings),
+        "slice": {"settings": list(spec_slice.settings) if spec_slice.settings is not None else None,
+                  "tasks": list(spec_slice.tasks) if spec_slice.tasks is not None else None,
+                  "max_repeat": max_repeat},
         "notes": [
             "records outside the spec (unknown settings or tasks, repeats beyond it) are excluded from every "
             "count and listed under out_of_spec",
             "records whose logged perturbation config differs from the spec's are excluded (config_mismatch)",
             "records in another policy's folder than the one they name are excluded (misplaced)",
-            "expected counts use min(repeats_per_setting, --max-repeat)",
+            "expected counts use min(repeats_per_setting, --max-repeat) and the settings and tasks of "
+            "--settings and --tasks (slice); records of other settings and tasks are not counted",
             "success_rate = successes/valid; success_rate_all = successes/completed (errors count as failures)",
             "*_ci95: Wilson 95% interval; *_ci95_cluster: bootstrap over tasks (repeats of a task share a scene)",
             "duplicates: records beyond the first for one episode; they are counted, paired comparisons skip "
@@ -130,8 +148,7 @@ class GroupLayout:
     """The groups of a policy's report as rows of a (group, setting) membership matrix: overall,
     each setting, each value of each dimension."""
 
-    def __init__(self, digest: SpecDigest) -> None:
-        settings = digest.settings
+    def __init__(self, settings: list[Setting], tasks: tuple[str, ...]) -> None:
         rows = [[True] * len(settings)] + [[i == j for j in range(len(settings))] for i in range(len(settings))]
         self.dimensions: dict[str, dict[str, int]] = {}
         for dimension in DIMENSIONS:
@@ -144,12 +161,13 @@ class GroupLayout:
                 rows.append(member)
         self.members = np.array(rows, dtype=np.int64)
         self.settings_per_group = self.members.sum(axis=1)
-        self.by_name = sorted(range(len(digest.tasks)), key=lambda t: digest.tasks[t])  # clusters' order
+        self.by_name = sorted(range(len(tasks)), key=lambda t: tasks[t])  # clusters' order
 
 
-def _policy_report(digest: SpecDigest, counts: np.ndarray, caused: np.ndarray, folder: FolderTally,
-                   tasks: list[int], repeats: int, in_scope, layout: GroupLayout) -> PolicyReport:
-    n_settings, n_tasks = len(digest.settings), len(tasks)
+def _policy_report(settings: list[Setting], task_names: tuple[str, ...], counts: np.ndarray, caused: np.ndarray,
+                   folder: FolderTally, tasks: list[int], repeats: int, slot_in_scope: np.ndarray,
+                   layout: GroupLayout) -> PolicyReport:
+    n_settings, n_tasks = len(settings), len(tasks)
     # (count, setting, task) sums over repeats, of all episodes and of the caused_failure ones.
     grid = counts.sum(axis=3, dtype=np.int64)
     eff_grid = (counts * caused).sum(axis=3, dtype=np.int64)
@@ -163,33 +181,33 @@ def _policy_report(digest: SpecDigest, counts: np.ndarray, caused: np.ndarray, f
     with np.errstate(divide="ignore", invalid="ignore"):
         own_rate = np.where(by_task[VALID] > 0, by_task[SUCCESSES] / by_task[VALID], 0.0)
     has_valid = by_task[VALID] > 0
-    per_task = [{"task": digest.tasks[t], **row} for t, row in zip(tasks, group_stats(
+    per_task = [{"task": task_names[t], **row} for t, row in zip(tasks, group_stats(
         by_task, eff_by_task, np.full(n_tasks, n_settings * repeats),
         (np.where(has_valid, own_rate, 0.0), np.where(has_valid, own_rate, 1.0))), strict=True)]
     per_task.sort(key=lambda x: (x["progress"], x["success_rate"], x["task"]))
     cells = grid.tolist()  # [count][setting][task]
     return {
         "overall": grouped[0],
-        "error_types": _top(_labels(folder, in_scope)),
+        "error_types": _top(_labels(folder, slot_in_scope)),
         "per_setting": [{"setting_id": s.id, "perturb_type": s.perturb_type, "severity": s.severity,
-                         "timing": s.timing, **grouped[1 + index]} for index, s in enumerate(digest.settings)],
+                         "timing": s.timing, **grouped[1 + index]} for index, s in enumerate(settings)],
         "per_dimension": {dimension: {value: grouped[row] for value, row in values.items()}
                           for dimension, values in layout.dimensions.items()},
         "per_task": per_task,
         # Added: the setting x task grid (the HTML heatmap), in spec order.
         "per_setting_task": [
-            {"setting_id": s.id, "task": digest.tasks[t], "completed": cells[COMPLETED][i][t],
+            {"setting_id": s.id, "task": task_names[t], "completed": cells[COMPLETED][i][t],
              "valid": cells[VALID][i][t], "successes": cells[SUCCESSES][i][t],
              "success_rate": cells[SUCCESSES][i][t] / cells[VALID][i][t] if cells[VALID][i][t] else 0.0}
-            for i, s in enumerate(digest.settings) for t in tasks if cells[COMPLETED][i][t]
+            for i, s in enumerate(settings) for t in tasks if cells[COMPLETED][i][t]
         ],
     }
 
 
-def _paired(names: list[str], counts: dict[str, np.ndarray], digest: SpecDigest) -> list[PairedComparison]:
+def _paired(names: list[str], counts: dict[str, np.ndarray], settings: list[Setting]) -> list[PairedComparison]:
     """Each pair of policies on the episodes both completed validly; an episode whose valid
     records (duplicates) disagree is left out for that policy."""
-    n_settings = len(digest.settings)
+    n_settings = len(settings)
     usable, success = {}, {}
     for p in names:
         valid = counts[p][VALID].reshape(n_settings, -1)
@@ -207,7 +225,7 @@ def _paired(names: list[str], counts: dict[str, np.ndarray], digest: SpecDigest)
             comparisons.append({"policy_a": a, "policy_b": b, **_paired_stats(**overall),
                                 "per_setting": [{"setting_id": s.id, **_paired_stats(
                                     **{name: values[index] for name, values in table.items()})}
-                                    for index, s in enumerate(digest.settings)]})
+                                    for index, s in enumerate(settings)]})
     return comparisons
 
 
@@ -219,14 +237,23 @@ def _paired_stats(both: int, a_only: int, b_only: int, neither: int) -> PairedSt
 
 
 def _in_scope(max_repeat: int | None):
-    """Whether a repeat index counts under ``--max-repeat`` (records with none always do)."""
+    """Whether an excluded record's repeat index counts under ``--max-repeat`` (records with none
+    always do). Excluded records are kept by repeat only: ``--settings`` and ``--tasks`` do not
+    filter them (an out-of-spec record may name no known setting or task)."""
     return lambda repeat: max_repeat is None or repeat == NO_REPEAT or repeat < max_repeat
 
 
-def _labels(folder: FolderTally, in_scope) -> Counter:
+def _slots_in_scope(digest: SpecDigest, setting_rows: list[int], task_mask: np.ndarray, repeats: int) -> np.ndarray:
+    """Per episode slot of the spec: whether the slice holds it."""
+    scope = np.zeros(digest.shape, dtype=bool)
+    scope[np.ix_(setting_rows, np.flatnonzero(task_mask), np.arange(repeats))] = True
+    return scope.reshape(-1)
+
+
+def _labels(folder: FolderTally, slot_in_scope: np.ndarray) -> Counter:
     labels: Counter = Counter()
-    for (label, repeat), n in folder.error_labels.items():
-        if n and in_scope(repeat):
+    for (label, slot), n in folder.error_labels.items():
+        if n and slot_in_scope[slot]:
             labels[label] += n
     return labels
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from benchmark.atomic import write_bytes_atomic
 from benchmark.cli_support import user_errors
+from benchmark.spec_slice import WHOLE_SPEC, SpecSlice, slice_options
 from reporting.aggregate import build_report
 from reporting.errors import ReportError
 from reporting.index import RecordIndex, default_index_path
@@ -28,12 +29,16 @@ from reporting.spec_digest import SpecDigest
 
 
 def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *, include_all_tasks: bool = False,
-                max_repeat: int | None = None, index_path: Path | None = None, rescan: bool = False) -> dict:
+                spec_slice: SpecSlice = WHOLE_SPEC, index_path: Path | None = None, rescan: bool = False) -> dict:
     """The report dict; with ``index_path``, through the index (and its cache of the last report)."""
+    found = sorted(p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     for policy in policies or ():
         if not policy or policy.startswith(".") or "/" in policy or os.sep in policy:
             raise ReportError(f"--policy {policy!r}: give the name of a policy folder in {results_dir}")
-    chosen = policies or sorted(p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if policy not in found:
+            raise ReportError(f"--policy {policy}: no folder {results_dir / policy}; policies found in "
+                              f"{results_dir}: {', '.join(found) or 'none'}")
+    chosen = policies or found
     if not chosen:
         raise ReportError(f"no policy folders in {results_dir}")
     # Reading 100,000 records allocates millions of objects and creates no cycles: the cyclic
@@ -42,22 +47,22 @@ def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *,
     gc.disable()
     try:
         return _make_report(results_dir, spec_ref, policies, chosen, include_all_tasks=include_all_tasks,
-                            max_repeat=max_repeat, index_path=index_path, rescan=rescan)
+                            spec_slice=spec_slice, index_path=index_path, rescan=rescan)
     finally:
         if collecting:
             gc.enable()
 
 
 def _make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, chosen: list[str], *,
-                 include_all_tasks: bool, max_repeat: int | None, index_path: Path | None, rescan: bool) -> dict:
+                 include_all_tasks: bool, spec_slice: SpecSlice, index_path: Path | None, rescan: bool) -> dict:
     if index_path is None:
         _, tally = scan_trees(os.fspath(results_dir), chosen, lambda: SpecDigest.load(spec_ref))
         return build_report(tally, chosen, results_dir=os.fspath(results_dir), include_all_tasks=include_all_tasks,
-                            max_repeat=max_repeat)
+                            spec_slice=spec_slice)
     index = RecordIndex(results_dir, index_path)
     try:
         return index.report(spec_ref, chosen, whole_tree=policies is None, include_all_tasks=include_all_tasks,
-                            max_repeat=max_repeat, rescan=rescan)
+                            spec_slice=spec_slice, rescan=rescan)
     finally:
         index.close()
 
@@ -66,6 +71,7 @@ def _make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, c
 Examples:
   rtbench-report --spec lm20
   rtbench-report --spec lm20 --policy Motus --policy Pi05 --export-json r.json --export-md r.md
+  rtbench-report --spec lm20 --policy feedback --tasks adjust_bottle,click_bell --max-repeat 2
 """)
 @click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               envvar="RTBENCH_RESULTS_DIR", help="Episode records (env RTBENCH_RESULTS_DIR, like the queue's).")
@@ -75,8 +81,8 @@ Examples:
               help="Policy (repeatable; default: every first-level folder not starting with '.').")
 @click.option("--top-k", type=click.IntRange(min=1), default=8, show_default=True,
               help="Rows of worst/best tasks and errors to print.")
+@slice_options
 @click.option("--include-all-tasks", is_flag=True, help="Expected counts over all spec tasks, not the observed ones.")
-@click.option("--max-repeat", type=click.IntRange(min=1), help="Only repeats 0..N-1 (expected counts follow).")
 @click.option("--export-json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--export-md", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--export-html", type=click.Path(dir_okay=False, path_type=Path),
@@ -88,17 +94,23 @@ Examples:
 @click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Index file (default: .rtbench/report-index.sqlite beside the results dir).")
 @click.option("--quiet", is_flag=True, help="Print nothing; only write the exports.")
+@click.option("--wide/--narrow", default=None,
+              help="Terminal tables with every column (default: wide on terminals of 120+ columns).")
 @user_errors
-def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int, include_all_tasks: bool,
-         max_repeat: int | None, export_json: Path | None, export_md: Path | None, export_html: Path | None,
-         export_csv: Path | None, no_index: bool, rescan: bool, index_path: Path | None, quiet: bool) -> None:
+def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int, spec_slice: SpecSlice,
+         include_all_tasks: bool, export_json: Path | None, export_md: Path | None, export_html: Path | None,
+         export_csv: Path | None, no_index: bool, rescan: bool, index_path: Path | None, quiet: bool,
+         wide: bool | None) -> None:
     """Report success rates per policy, setting, dimension and task, with intervals and paired comparisons."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ReportError(f"results directory {results_dir} is a file, not a folder; pass --results-dir or set "
+                          "RTBENCH_RESULTS_DIR to the folder of the policy folders")
     if not results_dir.is_dir():
         raise ReportError(f"results directory {results_dir} does not exist; pass --results-dir or set "
                           "RTBENCH_RESULTS_DIR")
     report = make_report(results_dir, spec_ref, list(policies) or None, include_all_tasks=include_all_tasks,
-                         max_repeat=max_repeat, index_path=None if no_index else index_path or
+                         spec_slice=spec_slice, index_path=None if no_index else index_path or
                          default_index_path(results_dir), rescan=rescan)
     if export_json:
         write_bytes_atomic(export_json, json.dumps(report, indent=2, ensure_ascii=False).encode())
@@ -109,7 +121,7 @@ def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int
     if export_csv:
         write_csv_tables(report, export_csv)
     if not quiet:
-        print_report(report, Console(), top_k)
+        print_report(report, Console(), top_k, wide)
 
 
 if __name__ == "__main__":

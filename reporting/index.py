@@ -21,6 +21,7 @@ The report is the same with and without the index (a test checks it on a changin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -40,6 +41,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.spec import resolve_spec_path
+from benchmark.spec_slice import WHOLE_SPEC, SpecSlice
 from reporting.aggregate import build_report
 from reporting.entries import Entry
 from reporting.errors import ReportError
@@ -47,7 +49,7 @@ from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
-SCHEMA = 2  # in the table names: a new layout starts a new index beside the old tables
+SCHEMA = 3  # in the table names: a new layout starts a new index beside the old tables
 LOCK_WAIT_S = 60.0  # how long a report waits for another one updating the same index
 
 log = logging.getLogger(__name__)
@@ -177,11 +179,11 @@ class RecordIndex:
         self.engine.dispose()
 
     def report(self, spec_ref: str, policies: list[str], *, whole_tree: bool, include_all_tasks: bool = False,
-               max_repeat: int | None = None, rescan: bool = False) -> dict[str, Any]:
+               spec_slice: SpecSlice = WHOLE_SPEC, rescan: bool = False) -> dict[str, Any]:
         """Bring the index up to date (the folders of ``policies``, or every folder when
         ``whole_tree``) and return the report: derived from the tally, or the last one when
         neither the tree nor the options changed."""
-        options = {"whole_tree": whole_tree, "include_all_tasks": include_all_tasks, "max_repeat": max_repeat,
+        options = {"whole_tree": whole_tree, "include_all_tasks": include_all_tasks, "spec_slice": spec_slice,
                    "rescan": rescan}
         try:
             return self._report(spec_ref, policies, **options)
@@ -192,7 +194,7 @@ class RecordIndex:
             return self._report(spec_ref, policies, **options)
 
     def _report(self, spec_ref: str, policies: list[str], *, whole_tree: bool, include_all_tasks: bool,
-                max_repeat: int | None, rescan: bool) -> dict[str, Any]:
+                spec_slice: SpecSlice, rescan: bool) -> dict[str, Any]:
         with self.engine.begin() as db:  # one transaction: directories, entries, tally and report move together
             version = db.exec_driver_sql(f"SELECT value FROM {STATE} WHERE key = 'version'").scalar() or 0
             was_empty = db.exec_driver_sql(f"SELECT path FROM {DIRECTORIES} LIMIT 1").first() is None
@@ -204,7 +206,7 @@ class RecordIndex:
                                    (version + 1,))
             key = hashlib.sha256(orjson.dumps({
                 "version": version + moved, "spec": sha(), "policies": sorted(policies),
-                "include_all_tasks": include_all_tasks, "max_repeat": max_repeat})).hexdigest()
+                "include_all_tasks": include_all_tasks, "slice": dataclasses.asdict(spec_slice)})).hexdigest()
             if not moved:
                 cached = db.exec_driver_sql(f"SELECT report FROM {REPORTS} WHERE key = ?", (key,)).scalar()
                 if cached is not None:
@@ -213,7 +215,7 @@ class RecordIndex:
                     return report
             tally = self._tally(db, digest(), version, moved, changes, new_tally, was_empty)
             report = build_report(tally, policies, results_dir=self.root, include_all_tasks=include_all_tasks,
-                                  max_repeat=max_repeat)
+                                  spec_slice=spec_slice)
             db.exec_driver_sql(f"DELETE FROM {REPORTS}")  # only the latest report is worth keeping
             db.exec_driver_sql(f"INSERT INTO {REPORTS} (key, report) VALUES (?, ?)", (key, orjson.dumps(report)))
             return report

@@ -114,6 +114,14 @@ class IoErrors(TypedDict):
     first_paths: list[UnusablePath]  # added: the first 20, in path order
 
 
+class Slice(TypedDict):
+    """The part of the spec reported (``--settings``, ``--tasks``, ``--max-repeat``); None: all."""
+
+    settings: list[str] | None
+    tasks: list[str] | None
+    max_repeat: int | None
+
+
 class Report(TypedDict):
     generated_at: str              # local time, ISO 8601, seconds
     spec_summary: SpecSummary
@@ -128,4 +136,5 @@ class Report(TypedDict):
     misplaced: dict[str, int]      # added: policy -> records naming another policy, excluded
     duplicates: dict[str, int]     # added: policy -> records beyond the first of one episode
     paired_comparisons: list[PairedComparison]  # added: every pair of policies
+    slice: Slice                   # added: the part of the spec reported
     notes: list[str]               # how the numbers were computed

@@ -5,8 +5,9 @@ a report after 1% more files costs 1% of the reading.
 A record counts towards its folder's policy. Before it reaches a slot it is checked, in this
 order: a record naming another policy than its folder is ``misplaced``; unknown
 settings or tasks and repeats beyond the spec are ``out_of_spec``; a logged config that is
-not the spec's is ``config_mismatch``. Exclusions and error labels are kept per repeat index
-(-1 when the record has none), so that ``--max-repeat`` can filter them afterwards.
+not the spec's is ``config_mismatch``. Exclusions are kept per repeat index (-1 when the record
+has none) and error labels per episode slot, so that ``--max-repeat`` (and, for errors,
+``--settings`` and ``--tasks``) can filter them afterwards.
 Removing an entry undoes exactly what adding it did.
 """
 
@@ -31,7 +32,7 @@ class FolderTally:
 
     def __init__(self, slots: int, counts: np.ndarray | None = None) -> None:
         self.counts = counts if counts is not None else np.zeros((3, slots), dtype=np.int32)
-        self.error_labels: Counter[tuple[str, int]] = Counter()
+        self.error_labels: Counter[tuple[str, int]] = Counter()  # (label, slot) -> records
         self.excluded: Counter[tuple[str, int]] = Counter()
         self.problems: dict[str, tuple[str, str | None]] = {}  # path relative to the results dir -> why
 
@@ -99,7 +100,7 @@ class Tally:
                 if success:
                     successes.append(slot)
             else:
-                labels[(error_type, repeat)] += sign
+                labels[(error_type, slot)] += sign
 
     def merge(self, other: Tally) -> None:
         """Add another tally of the same spec (of other directories)."""

@@ -1,7 +1,11 @@
 """A single self-contained HTML report: inline CSS and SVG, no script, no network access.
 
-Charts: progress per policy, per-dimension success rates with 95% interval whiskers, and a
-setting x task success heatmap per policy. Tables: overall and paired comparisons.
+In reading order: the header (spec identity, generation time), problem records, a leaderboard
+of policies (success rate with both intervals, errors, progress), per policy the success rate
+by dimension (bars with 95% whiskers, labels beside the plot, never over it) and a setting x
+task heatmap with its colour legend (each cell names its rate and n on hover), then paired
+comparisons and notes. Charts scale down with the page (``viewBox``) and tables wrap their
+cells, so nothing is wider than the page.
 """
 
 from __future__ import annotations
@@ -9,92 +13,179 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from reporting.render.tables import fmt, record_problems, tables
+from reporting.render.tables import (
+    done_of,
+    effective_rate,
+    interval_only,
+    percent,
+    problems,
+    rate_with_interval,
+)
 from reporting.report_schema import Report
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #dde2ea;padding:3px 7px}
-th{background:#f3f5f9;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.meta{color:#5b6475;font-size:13px}.warn{color:#9a5b00}svg text{font-size:11px;fill:#1d2330}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;
+padding:0 16px;color:#1d2330;background:#fff}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #dde2ea;
+padding-bottom:4px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%}
+th,td{border:1px solid #dde2ea;padding:3px 7px;overflow-wrap:anywhere}
+th{background:#f3f5f9;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.meta{color:#5b6475;font-size:13px}.problems{border-left:4px solid #d08c00;background:#fff8e6;padding:6px 12px}
+.problems li{overflow-wrap:anywhere}svg{max-width:100%;height:auto;display:block}
+svg text{font-size:11px;fill:#1d2330}.progress{display:inline-block;width:80px;height:9px;background:#eceff4;
+margin-right:6px;vertical-align:middle}.progress span{display:block;height:100%;background:#4c78a8}
 """
+NO_DATA = "#eceff4"
 
 
 def _colour(rate: float | None) -> str:
     if rate is None:
-        return "#eceff4"
+        return NO_DATA
     red, green = (215, 48, 39), (26, 152, 80)
     mix = [round(r + (g - r) * rate) for r, g in zip(red, green, strict=True)]
     return f"rgb({mix[0]},{mix[1]},{mix[2]})"
+
+
+def _svg(label: str, width: float, height: float, body: list[str]) -> str:
+    return (f'<svg role="img" aria-label="{escape(label)}" viewBox="0 0 {width:.0f} {height:.0f}" '
+            f'width="{width:.0f}" height="{height:.0f}" xmlns="http://www.w3.org/2000/svg">{"".join(body)}</svg>')
+
+
+def _legend(policy: str) -> str:
+    """The heatmap's colour scale, 0% to 100%, and the colour of cells without records."""
+    steps, step_w, left = 10, 28, 10
+    body = [f'<rect x="{left + i * step_w}" y="4" width="{step_w}" height="12" fill="{_colour((i + 0.5) / steps)}"/>'
+            for i in range(steps)]
+    body += [f'<text x="{left + i * step_w * 5}" y="30" text-anchor="middle">{i * 50}%</text>' for i in range(3)]
+    no_data_x = left + steps * step_w + 30
+    body += [f'<rect x="{no_data_x}" y="4" width="12" height="12" fill="{NO_DATA}" stroke="#c5ccd8"/>',
+             f'<text x="{no_data_x + 18}" y="14">no records</text>',
+             f'<text x="{no_data_x + 100}" y="14">success rate of the cell (hover a cell for its n)</text>']
+    return _svg(f"legend {policy}", no_data_x + 400, 36, body)
 
 
 def _heatmap(report: Report, policy: str) -> str:
     per_policy = report["per_policy"][policy]
     settings = [s["setting_id"] for s in per_policy["per_setting"]]
     tasks = list(dict.fromkeys(c["task"] for c in per_policy["per_setting_task"]))
-    cell, left, top = 16, 230, 150
-    width, height = left + cell * len(tasks) + 20, top + cell * len(settings) + 20
-    rates = {(c["setting_id"], c["task"]): c for c in per_policy["per_setting_task"]}
-    parts = [f'<svg role="img" aria-label="heatmap {escape(policy)}" width="{width}" height="{height}" '
-             f'xmlns="http://www.w3.org/2000/svg">']
+    cell = 16
+    left = 8 + 6.5 * max((len(s) for s in settings), default=0)  # the longest setting name, at 11 px
+    top = 8 + 5.5 * max((len(t) for t in tasks), default=0)  # task names at -60 degrees
+    width, height = left + cell * len(tasks) + 40, top + cell * len(settings) + 8
+    cells = {(c["setting_id"], c["task"]): c for c in per_policy["per_setting_task"]}
+    body = []
     for j, task in enumerate(tasks):
         x = left + j * cell + cell / 2
-        parts.append(f'<text transform="translate({x},{top - 6}) rotate(-60)">{escape(task)}</text>')
+        body.append(f'<text transform="translate({x:.1f},{top - 6:.1f}) rotate(-60)">{escape(task)}</text>')
     for i, setting in enumerate(settings):
         y = top + i * cell
-        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(setting)}</text>')
+        body.append(f'<text x="{left - 6:.1f}" y="{y + 12:.1f}" text-anchor="end">{escape(setting)}</text>')
         for j, task in enumerate(tasks):
-            data = rates.get((setting, task))
+            data = cells.get((setting, task))
             rate = data["success_rate"] if data and data["valid"] else None
-            title = f"{setting} / {task}: " + (f"{data['successes']}/{data['valid']} valid" if data else "no records")
-            parts.append(f'<rect x="{left + j * cell}" y="{y}" width="{cell - 1}" height="{cell - 1}" '
-                         f'fill="{_colour(rate)}"><title>{escape(title)}</title></rect>')
-    parts.append("</svg>")
-    return "".join(parts)
+            if data is None:
+                title = f"{setting} / {task}: no records"
+            elif data["valid"]:
+                title = (f"{setting} / {task}: {percent(data['success_rate'])} success "
+                         f"({data['successes']}/{data['valid']} valid, n={data['completed']} done)")
+            else:
+                title = f"{setting} / {task}: no valid records (n={data['completed']} done, all errors)"
+            body.append(f'<rect x="{left + j * cell:.1f}" y="{y:.1f}" width="{cell - 1}" height="{cell - 1}" '
+                        f'fill="{_colour(rate)}"><title>{escape(title)}</title></rect>')
+    return _legend(policy) + _svg(f"heatmap {policy}", width, height, body)
 
 
 def _bars(groups: list[tuple[str, dict[str, Any]]], title: str) -> str:
-    width, bar_h, left = 520, 18, 170
-    height = 20 + bar_h * len(groups) * 1.4
-    scale = width - left - 40
-    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height:.0f}" '
-             f'xmlns="http://www.w3.org/2000/svg">']
+    """Success rates with 95% whiskers; each value is written right of the plot area, where no
+    bar or whisker reaches."""
+    bar_h, gap = 16, 7
+    left = 10 + 6.5 * max((len(label) for label, _ in groups), default=0)
+    scale = 360
+    width, height = left + scale + 190, 24 + (bar_h + gap) * len(groups)
+    body = [f'<line x1="{left + scale * f}" x2="{left + scale * f}" y1="0" y2="{height - 18}" stroke="#dde2ea"/>'
+            f'<text x="{left + scale * f}" y="{height - 4}" text-anchor="middle">{f:.0%}</text>'
+            for f in (0, 0.25, 0.5, 0.75, 1)]
     for i, (label, stats) in enumerate(groups):
-        y = 10 + i * bar_h * 1.4
+        y = 4 + i * (bar_h + gap)
         rate, (low, high) = stats["success_rate"], stats["success_rate_ci95"]
-        parts.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{rate * scale:.1f}" height="{bar_h}" fill="#4c78a8"/>')
-        parts.append(f'<line x1="{left + low * scale:.1f}" x2="{left + high * scale:.1f}" y1="{y + bar_h / 2}" '
-                     f'y2="{y + bar_h / 2}" stroke="#1d2330" stroke-width="1.5"/>')
-        parts.append(f'<text x="{left + rate * scale + 4:.1f}" y="{y + 13}">{rate:.1%} (n={stats["valid"]})</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        body.append(f'<text x="{left - 6:.1f}" y="{y + 12}" text-anchor="end">{escape(label)}</text>')
+        if stats["valid"]:
+            body.append(f'<rect x="{left:.1f}" y="{y}" width="{rate * scale:.1f}" height="{bar_h}" fill="#4c78a8"/>')
+            body.append(f'<line x1="{left + low * scale:.1f}" x2="{left + high * scale:.1f}" y1="{y + bar_h / 2}" '
+                        f'y2="{y + bar_h / 2}" stroke="#1d2330" stroke-width="1.5"/>')
+        text = rate_with_interval(rate, [low, high], stats["valid"]) + f" n={stats['valid']}"
+        body.append(f'<text x="{left + scale + 10:.1f}" y="{y + 12}">{escape(text)}</text>')
+    return _svg(title, width, height, body)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def _table(header: list[str], rows: list[list[str]], numeric_from: int, label: str) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(
-        f'<td class="n">{escape(fmt(c))}</td>' if isinstance(c, (int, float, list)) else f"<td>{escape(fmt(c))}</td>"
-        for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f'<td class="n">{cell}</td>' if i >= numeric_from else f"<td>{cell}</td>"
+        for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    return f'<table aria-label="{escape(label)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _leaderboard(report: Report) -> str:
+    """Policies by success rate, best first (ties by name)."""
+    per_policy = report["per_policy"]
+    ranked = sorted(report["policies"], key=lambda p: (-per_policy[p]["overall"]["success_rate"]
+                                                       if per_policy[p]["overall"]["valid"] else 1, p))
+    rows = []
+    for rank, policy in enumerate(ranked, start=1):
+        s = per_policy[policy]["overall"]
+        bar = f'<span class="progress"><span style="width:{s["progress"] * 100:.1f}%"></span></span>'
+        rows.append([str(rank), escape(policy),
+                     escape(rate_with_interval(s["success_rate"], s["success_rate_ci95"], s["valid"])),
+                     escape(interval_only(s["success_rate_ci95_cluster"], s["valid"])),
+                     f"{s['errors']:,}", f"{bar}{escape(done_of(s))} ({percent(s['progress'])})",
+                     escape(effective_rate(report, s))])
+    header = ["#", "policy", "success [95% Wilson]", "over tasks [95%]", "errors", "done/expected", "effective"]
+    return _table(header, rows, 2, "leaderboard")
+
+
+def _paired(report: Report) -> str:
+    rows = []
+    for c in report["paired_comparisons"]:
+        for scope in [c, *c["per_setting"]]:
+            if not scope["pairs"]:
+                continue
+            low, high = scope["difference_ci95"]
+            rows.append([escape(c["policy_a"]), escape(c["policy_b"]), escape(scope.get("setting_id", "all settings")),
+                         f"{scope['pairs']:,}", f"{scope['a_only']:,}", f"{scope['b_only']:,}",
+                         f"{scope['difference'] * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]",
+                         f"{scope['mcnemar_p']:.3g}"])
+    header = ["a", "b", "scope", "pairs", "a only", "b only", "a - b, points [95%]", "McNemar p"]
+    return _table(header, rows, 3, "paired comparisons")
+
+
+def _problems(report: Report) -> str:
+    found = problems(report)
+    if not found:
+        return ""
+    parts = ["<h2>Problem records</h2>"]
+    for problem in found:
+        items = "".join(f"<li><code>{escape(line)}</code></li>" for line in problem.lines)
+        parts.append(f"<div class='problems'><p><b>{escape(problem.title)}</b></p><ul>{items}</ul>"
+                     f"<p>What to do: {escape(problem.advice)}.</p></div>")
+    return "".join(parts)
 
 
 def render_html(report: Report) -> str:
     summary = report["spec_summary"]
-    all_tables = tables(report)
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rtbench report</title>",
-             f"<style>{CSS}</style></head><body><h1>rtbench report</h1>",
-             f"<p class='meta'>Generated {escape(report['generated_at'])}. Spec <b>{escape(summary['name'])}</b> "
-             f"(sha256 {escape(summary['sha256'][:16])}): {summary['num_settings']} settings x "
-             f"{summary['num_tasks']} tasks x {summary['repeats_per_setting']} repeats per policy.</p>"]
-    parts.extend(f"<p class='warn'>{escape(line)}</p>" for line in record_problems(report))
-    parts.append("<h2>Progress</h2>")
-    parts.append(_bars([(p, {**report["per_policy"][p]["overall"],
-                             "success_rate": report["per_policy"][p]["overall"]["progress"],
-                             "success_rate_ci95": [report["per_policy"][p]["overall"]["progress"]] * 2})
-                        for p in report["policies"]], "progress"))
-    parts.append("<h2>Overall</h2>" + _table(*all_tables["overall"]))
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'><title>rtbench report: "
+             f"{escape(summary['name'])}</title><style>{CSS}</style></head><body><h1>rtbench report</h1>",
+             f"<p class='meta'>Spec <b>{escape(summary['name'])}</b>, sha256 <code>{escape(summary['sha256'])}</code>: "
+             f"{summary['num_settings']} settings x {summary['num_tasks']} tasks x {summary['repeats_per_setting']} "
+             f"repeats = {summary['total_per_policy']:,} episodes per policy. Generated "
+             f"{escape(report['generated_at'])}.</p>",
+             "<h2>Leaderboard</h2>", _leaderboard(report),
+             "<p class='meta'>success: successes / valid episodes, with its Wilson 95% interval; over tasks: "
+             "a bootstrap over tasks (repeats of a task share a scene); effective: success where the "
+             "perturbation caused failures (verified specs only).</p>",
+             _problems(report)]
     for policy in report["policies"]:
         dimensions = report["per_policy"][policy]["per_dimension"]
         parts.append(f"<h2>{escape(policy)}: success rate by dimension (95% Wilson whiskers)</h2>")
@@ -102,7 +193,8 @@ def render_html(report: Report) -> str:
         parts.append(_bars(groups, f"dimensions {policy}"))
         parts.append(f"<h2>{escape(policy)}: setting x task success</h2>" + _heatmap(report, policy))
     if report["paired_comparisons"]:
-        parts.append("<h2>Paired comparisons</h2>" + _table(*all_tables["paired"]))
+        parts.append("<h2>Paired comparisons</h2><p class='meta'>Episodes both policies completed validly.</p>"
+                     + _paired(report))
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report["notes"]) + "</ul>")
     parts.append("</body></html>")
     return "".join(parts)

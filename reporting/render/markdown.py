@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reporting.render.tables import fmt, record_problems, tables
+from reporting.render.tables import fmt, problems, tables
 from reporting.report_schema import Report
 
 TITLES = {
@@ -24,15 +24,11 @@ def render_markdown(report: Report, top_k: int = 8) -> str:
         f"{summary['total_per_policy']} episodes per policy. Policies: {', '.join(report['policies'])}.",
         "",
     ]
-    counts = {k: v for k, v in report["io_errors"].items() if isinstance(v, int) and v}
-    if counts:
-        detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        lines += [f"**{sum(counts.values())} record files could not be used** ({detail}); first ones:", ""]
-        lines += [f"- `{entry['path']}`: {entry['status']}: {entry['problem']}"
-                  for entry in report["io_errors"].get("first_paths", [])]
-        lines.append("")
-    for line in record_problems(report):
-        lines += [line, ""]
+    for problem in problems(report, listed_paths=len(report["io_errors"].get("first_paths", []))):
+        lines += [f"**{problem.title}**", ""] + [f"- `{line}`" for line in problem.lines]
+        lines += ["", f"What to do: {problem.advice}.", ""]
+    if not report["has_caused_failure_data"]:
+        lines += ["Effective rates (eff_*): not verified (the spec has no caused_failure labels).", ""]
     for name, (header, rows) in tables(report).items():
         if name == "by_task":
             rows = [r for p in report["policies"] for r in [x for x in rows if x[0] == p][:top_k]]

@@ -1,7 +1,9 @@
-"""The report's tables as plain rows, shared by the terminal, Markdown and CSV renderers."""
+"""The report's tables as plain rows (Markdown, CSV, HTML), its cell formats and its problems,
+shared by every renderer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from reporting.report_schema import Report
@@ -9,6 +11,8 @@ from reporting.report_schema import Report
 STAT_COLUMNS = ("completed", "expected", "progress", "valid", "errors", "successes", "success_rate",
                 "success_rate_ci95", "success_rate_ci95_cluster", "success_rate_all", "eff_total", "eff_valid",
                 "eff_successes", "eff_success_rate")
+EFFECTIVE_COLUMNS = ("eff_total", "eff_valid", "eff_successes", "eff_success_rate")
+NOT_VERIFIED = "not verified"
 
 
 def fmt(value: Any) -> str:
@@ -19,37 +23,105 @@ def fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-# Records left out of every count, and records counted more than once for one episode.
-RECORD_PROBLEMS = (("out_of_spec", "Excluded records outside the spec"),
-                   ("config_mismatch", "Excluded records with another benchmark's config"),
-                   ("misplaced", "Excluded records in another policy's folder"),
-                   ("duplicates", "Duplicate records (counted, as today; paired comparisons skip disagreeing ones)"))
+def percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
 
 
-def record_problems(report: Report) -> list[str]:
-    """One line per kind of problem records, e.g. ``Excluded records outside the spec: A: 2``."""
-    return [f"{label}: " + ", ".join(f"{p}: {n}" for p, n in report[key].items())
-            for key, label in RECORD_PROBLEMS if report.get(key)]
+def rate_with_interval(rate: float, interval: list[float], n: int) -> str:
+    """``64.0% [57.1–70.3]``; ``-`` when nothing was measured (n = 0)."""
+    if not n:
+        return "-"
+    return f"{percent(rate)} [{interval[0] * 100:.1f}–{interval[1] * 100:.1f}]"
 
 
-def stat_cells(stats: dict[str, Any]) -> list[Any]:
-    return [stats[c] for c in STAT_COLUMNS]
+def interval_only(interval: list[float], n: int) -> str:
+    return f"[{interval[0] * 100:.1f}–{interval[1] * 100:.1f}]" if n else "-"
+
+
+def done_of(stats: dict[str, Any]) -> str:
+    return f"{stats['completed']:,}/{stats['expected']:,}"
+
+
+def effective_rate(report: Report, stats: dict[str, Any]) -> str:
+    """The success rate where the perturbation caused failures, or why there is none."""
+    if not report["has_caused_failure_data"]:
+        return NOT_VERIFIED
+    return rate_with_interval(stats["eff_success_rate"], stats["eff_success_rate_ci95"], stats["eff_valid"])
+
+
+def stat_columns(report: Report) -> tuple[str, ...]:
+    """The stat columns worth a column: the effective ones only for a spec with labels."""
+    if report["has_caused_failure_data"]:
+        return STAT_COLUMNS
+    return tuple(c for c in STAT_COLUMNS if c not in EFFECTIVE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Records a report could not use, or counted more than once: what, where, and what to do."""
+
+    title: str
+    lines: list[str]  # e.g. one per policy, or the first paths
+    advice: str
+
+
+LISTED_PATHS = 10  # unreadable records named in the terminal and HTML (JSON and Markdown: 20)
+
+
+def problems(report: Report, listed_paths: int = LISTED_PATHS) -> list[Problem]:
+    """Every kind of problem record with a non-zero count, in the order people should fix them."""
+    found = []
+    io = report["io_errors"]
+    counts = {k: v for k, v in io.items() if isinstance(v, int) and v}
+    if counts:
+        paths = io.get("first_paths", [])
+        shown = [f"{entry['path']}: {entry['status']}: {entry['problem']}" for entry in paths[:listed_paths]]
+        total = sum(counts.values())
+        if total > len(shown):
+            shown.append(f"... and {total - len(shown):,} more (--export-json lists the first {len(paths)})")
+        found.append(Problem(f"{total:,} record files could not be read (" +
+                             ", ".join(f"{k}: {v:,}" for k, v in counts.items()) + ")", shown,
+                             "fix or delete them: their episodes count as missing, and the next "
+                             "'python -m producer enqueue' (or benchmark.eval_runner) runs them again"))
+    advice = {
+        "out_of_spec": ("records outside the spec (unknown setting or task, repeat beyond it), excluded",
+                        "they belong to another spec: report them with --spec set to the spec they ran with"),
+        "config_mismatch": ("records logged with another perturbation config than the spec's, excluded",
+                            "they ran with another version of this spec: report them with that spec, or "
+                            "delete them and run these episodes again"),
+        "misplaced": ("records in another policy's folder than the policy they name, excluded",
+                      "move each to the folder of the policy it names"),
+        "duplicates": ("episodes with more than one record (all counted; paired comparisons skip "
+                       "episodes whose records disagree)", "keep one record per episode"),
+    }
+    for key, (title, what_to_do) in advice.items():
+        per_policy = report.get(key) or {}
+        if per_policy:
+            found.append(Problem(f"{sum(per_policy.values()):,} {title}",
+                                 [f"{policy}: {n:,}" for policy, n in per_policy.items()], what_to_do))
+    return found
+
+
+def stat_cells(stats: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
+    return [stats[c] for c in columns]
 
 
 def tables(report: Report) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """name -> (header, rows): overall, by_setting, by_task, by_perturb_type, by_severity, by_timing, paired."""
     out: dict[str, tuple[list[str], list[list[Any]]]] = {}
     per_policy = report["per_policy"]
-    out["overall"] = (["policy", *STAT_COLUMNS],
-                      [[p, *stat_cells(per_policy[p]["overall"])] for p in report["policies"]])
-    out["by_setting"] = (["policy", "setting_id", "perturb_type", "severity", "timing", *STAT_COLUMNS],
-                         [[p, s["setting_id"], s["perturb_type"], s["severity"], s["timing"], *stat_cells(s)]
+    columns = stat_columns(report)
+    out["overall"] = (["policy", *columns],
+                      [[p, *stat_cells(per_policy[p]["overall"], columns)] for p in report["policies"]])
+    out["by_setting"] = (["policy", "setting_id", "perturb_type", "severity", "timing", *columns],
+                         [[p, s["setting_id"], s["perturb_type"], s["severity"], s["timing"], *stat_cells(s, columns)]
                           for p in report["policies"] for s in per_policy[p]["per_setting"]])
-    out["by_task"] = (["policy", "task", *STAT_COLUMNS],
-                      [[p, t["task"], *stat_cells(t)] for p in report["policies"] for t in per_policy[p]["per_task"]])
+    out["by_task"] = (["policy", "task", *columns],
+                      [[p, t["task"], *stat_cells(t, columns)] for p in report["policies"]
+                       for t in per_policy[p]["per_task"]])
     for dimension in ("perturb_type", "severity", "timing"):
-        out[f"by_{dimension}"] = (["policy", dimension, *STAT_COLUMNS],
-                                  [[p, value, *stat_cells(stats)] for p in report["policies"]
+        out[f"by_{dimension}"] = (["policy", dimension, *columns],
+                                  [[p, value, *stat_cells(stats, columns)] for p in report["policies"]
                                    for value, stats in per_policy[p]["per_dimension"][dimension].items()])
     out["paired"] = (["policy_a", "policy_b", "setting_id", "pairs", "a_only", "b_only", "difference",
                       "difference_ci95", "mcnemar_p"],

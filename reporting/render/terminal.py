@@ -1,54 +1,107 @@
-"""The report in the terminal: rich tables."""
+"""The report in the terminal, designed for 80 columns.
+
+The narrow view (under ``WIDE_FROM`` columns, piped output included) shows what people compare:
+the success rate with its 95% interval, done/expected and errors. ``--wide`` (or a terminal of
+``WIDE_FROM`` columns or more) adds the interval over tasks, the rate counting errors as failures,
+valid episodes, progress and the effective rate. Numbers never shrink: their columns are as wide
+as their widest cell, and only names fold onto a second line.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reporting.render.tables import fmt, record_problems
+from benchmark.terminal_tables import fill_table, new_table
+from reporting.render.tables import (
+    done_of,
+    effective_rate,
+    interval_only,
+    percent,
+    problems,
+    rate_with_interval,
+)
 from reporting.report_schema import Report
 
-SHOWN = ("completed", "expected", "progress", "errors", "success_rate", "success_rate_ci95",
-         "success_rate_ci95_cluster", "success_rate_all")
+WIDE_FROM = 120
+
+Column = tuple[str, Callable[[dict[str, Any]], str]]
 
 
-def _stats_table(title: str, key_column: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
-    table = Table(title=title)
-    table.add_column(key_column)
-    for column in SHOWN:
-        table.add_column(column.replace("success_rate", "rate").replace("_ci95", " 95%"), justify="right")
-    for key, stats in rows:
-        table.add_row(key, *(fmt(stats[c]) for c in SHOWN))
-    return table
+def _columns(report: Report, wide: bool) -> list[Column]:
+    rate: Column = ("success [95%]",
+                    lambda s: rate_with_interval(s["success_rate"], s["success_rate_ci95"], s["valid"]))
+    done: Column = ("done/expected", done_of)
+    errors: Column = ("errors", lambda s: f"{s['errors']:,}")
+    if not wide:
+        return [rate, done, errors]
+    return [rate,
+            ("over tasks [95%]", lambda s: interval_only(s["success_rate_ci95_cluster"], s["valid"])),
+            ("errors as failures", lambda s: rate_with_interval(s["success_rate_all"], s["success_rate_all_ci95"],
+                                                                s["completed"])),
+            ("valid", lambda s: f"{s['valid']:,}"), done, ("progress", lambda s: percent(s["progress"])), errors,
+            ("effective", lambda s: effective_rate(report, s))]
 
 
-def print_report(report: Report, console: Console, top_k: int = 8) -> None:
+def _stats_table(report: Report, title: str, key_column: str, rows: list[tuple[str, dict[str, Any]]],
+                 wide: bool) -> Table:
+    columns = _columns(report, wide)
+    cells = [[key, *(cell(stats) for _, cell in columns)] for key, stats in rows]
+    return fill_table(new_table(title), [key_column, *(name for name, _ in columns)], cells)
+
+
+def _paired_table(report: Report, wide: bool) -> Table:
+    header = ["a", "b", "pairs", *(["both", "a only", "b only"] if wide else []), "a - b, points [95%]", "McNemar p"]
+    rows = []
+    for c in report["paired_comparisons"]:
+        low, high = c["difference_ci95"]
+        difference = (f"{c['difference'] * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]" if c["pairs"] else "-")
+        counts = [f"{c['both']:,}", f"{c['a_only']:,}", f"{c['b_only']:,}"] if wide else []
+        rows.append([c["policy_a"], c["policy_b"], f"{c['pairs']:,}", *counts, difference, f"{c['mcnemar_p']:.3g}"])
+    return fill_table(new_table("paired comparisons (episodes both policies completed validly)"), header, rows,
+                      names=2)
+
+
+def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | None = None) -> None:
+    """The report on ``console``; ``wide`` None: wide when the console has ``WIDE_FROM`` columns."""
+    wide = console.width >= WIDE_FROM if wide is None else wide
+    summary = report["spec_summary"]
+    console.print(f"[bold]rtbench report[/]: spec {escape(summary['name'])} (sha256 {summary['sha256'][:12]}), "
+                  f"{summary['num_settings']} settings x {summary['num_tasks']} tasks x "
+                  f"{summary['repeats_per_setting']} repeats = {summary['total_per_policy']:,} episodes per policy; "
+                  f"generated {report['generated_at']}")
+    found = problems(report)
+    if found:
+        console.print(f"[yellow]{len(found)} kind(s) of problem records: listed at the end[/]")
     per_policy = report["per_policy"]
-    console.print(_stats_table("overall", "policy", [(p, per_policy[p]["overall"]) for p in report["policies"]]))
+    console.print(_stats_table(report, "overall", "policy",
+                               [(p, per_policy[p]["overall"]) for p in report["policies"]], wide))
     errors = report["global_error_types"]
     if errors:
-        console.print("top errors: " + ", ".join(f"{k} x{v}" for k, v in list(errors.items())[:top_k]))
+        console.print("top errors: " + ", ".join(f"{k} x{v:,}" for k, v in list(errors.items())[:top_k]))
     for policy in report["policies"]:
         data = per_policy[policy]
         for dimension, values in data["per_dimension"].items():
-            console.print(_stats_table(f"{policy}: by {dimension}", dimension, list(values.items())))
-        console.print(_stats_table(f"{policy}: by setting", "setting",
-                                   [(s["setting_id"], s) for s in data["per_setting"]]))
+            console.print(_stats_table(report, f"{policy}: by {dimension}", dimension, list(values.items()), wide))
+        console.print(_stats_table(report, f"{policy}: by setting", "setting",
+                                   [(s["setting_id"], s) for s in data["per_setting"]], wide))
         valid_tasks = [t for t in data["per_task"] if t["valid"]]
         worst = sorted(valid_tasks, key=lambda t: (t["success_rate"], -t["valid"], t["task"]))[:top_k]
         best = sorted(valid_tasks, key=lambda t: (-t["success_rate"], -t["valid"], t["task"]))[:top_k]
-        console.print(_stats_table(f"{policy}: worst tasks", "task", [(t["task"], t) for t in worst]))
-        console.print(_stats_table(f"{policy}: best tasks", "task", [(t["task"], t) for t in best]))
+        console.print(_stats_table(report, f"{policy}: worst tasks", "task", [(t["task"], t) for t in worst], wide))
+        console.print(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide))
     if report["paired_comparisons"]:
-        table = Table(title="paired comparisons (episodes both completed validly)")
-        for column in ("a", "b", "pairs", "a only", "b only", "difference", "95%", "McNemar p"):
-            table.add_column(column, justify="left" if column in ("a", "b") else "right")
-        for c in report["paired_comparisons"]:
-            table.add_row(c["policy_a"], c["policy_b"], str(c["pairs"]), str(c["a_only"]), str(c["b_only"]),
-                          fmt(c["difference"]), fmt(c["difference_ci95"]), fmt(c["mcnemar_p"]))
-        console.print(table)
-    for line in record_problems(report):
-        console.print(f"[yellow]{escape(line)}[/]")
+        console.print(_paired_table(report, wide))
+    if not wide:
+        console.print("[dim]--wide (or a terminal of 120+ columns) adds the interval over tasks, the rate with "
+                      "errors as failures, valid, progress and the effective rate[/]")
+    for problem in found:
+        console.print(f"[bold yellow]{escape(problem.title)}[/]")
+        for line in problem.lines:
+            # Paths are printed whole (the terminal wraps them), never cut.
+            console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  [yellow]what to do: {escape(problem.advice)}[/]")

@@ -176,6 +176,10 @@ class QueueState:
     def finished_since(self, spec_sha: str, since: float) -> int:
         return int(self.r.zcount(keys.finished(spec_sha), since, "+inf"))
 
+    def finish_times_since(self, spec_sha: str, since: float) -> list[float]:
+        """When each episode that ended at or after ``since`` ended (epoch seconds, ascending)."""
+        return [score for _, score in self.r.zrangebyscore(keys.finished(spec_sha), since, "+inf", withscores=True)]
+
     def finished_ids_since(self, spec_sha: str, since: float) -> set[str]:
         """Episodes that ended (a record written, or found) at or after ``since``."""
         return set(self.r.zrangebyscore(keys.finished(spec_sha), since, "+inf"))
