@@ -29,7 +29,7 @@ from benchmark.episodes import EpisodeKey, iter_episodes, partition
 from benchmark.names import validate_name
 from benchmark.policies import policy_class
 from benchmark.results import OK, read_record, write_record
-from benchmark.run_settings import RunSettings, check_device
+from benchmark.run_settings import RunSettings, check_device, check_results_dir
 from benchmark.run_summary import print_run_summary
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
@@ -113,7 +113,7 @@ Examples:
 @click.option("--worker-id", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--num-workers", type=click.IntRange(min=1), default=1, show_default=True)
 @slice_options
-@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--results-dir", type=click.Path(path_type=Path),
               help="Results directory (default: RTBENCH_RESULTS_DIR, else results).")
 @click.option("--skip-expert-check", is_flag=True, help="Do not run the scripted expert before each episode.")
 @click.option("--retry-errors", is_flag=True, help="Also re-run episodes whose record is a deterministic error.")
@@ -134,6 +134,8 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
     for policy in policies:
         validate_name(policy, "policy")
     run_settings = RunSettings.from_env()
+    if results_dir is not None:
+        results_dir = check_results_dir(results_dir, "--results-dir")
     flags = {"results_dir": results_dir, "backend": backend_name, "episode_timeout_s": episode_timeout,
              "max_attempts": max_attempts, "device": device and check_device(device, "--device"),
              "skip_expert_check": skip_expert_check or None}

@@ -2,8 +2,8 @@
 reader may rely on (older records may lack rtbench's fields; readers accept them).
 
 A record is one JSON object per episode at ``results/<policy>/<setting_id>/<task>/episode_<i>.json``:
-the fields today's tools read, in their order, then rtbench's. ``README.md`` lists the same
-fields (a test keeps the two in step).
+the fields today's tools read, in their order, then rtbench's. ``docs/record_format.md`` is
+generated from this file (``scripts/schema_docs.py``; a test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class WorkerInfo(TypedDict, total=False):
     device: str                # the torch device: cpu, cuda:0, ...
     runner: str                # "eval_runner" for the static runner
     worker_id: int             # eval_runner: this share of --num-workers
-    num_workers: int
+    num_workers: int           # eval_runner: --num-workers
 
 
 class CompatibleRecord(TypedDict):

@@ -65,7 +65,7 @@ class RunSettings:
         """The fields set by ``RTBENCH_*`` variables, validated; subclasses add theirs."""
         values: dict[str, Any] = {}
         if (value := read(env, "RESULTS_DIR")) is not None:
-            values["results_dir"] = Path(value)
+            values["results_dir"] = check_results_dir(value, "RTBENCH_RESULTS_DIR")
         for name, key in (("MACHINE", "machine"), ("BACKEND", "backend")):
             if (value := read(env, name)) is not None:
                 values[key] = value
@@ -104,9 +104,19 @@ def read(env: Mapping[str, str], name: str) -> str | None:
 
 
 def check_device(device: str, where: str) -> str:
-    if not (device in ("cpu", "cuda") or device.startswith("cuda:")):
-        raise SettingsError(f"{where}={device!r}: expected cpu, cuda or cuda:N")
+    """``where`` is the flag or variable the value came from, named in the error."""
+    if not (device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise SettingsError(f"{where}={device!r}: expected cpu, cuda or cuda:N (N a GPU index)")
     return device
+
+
+def check_results_dir(value: str | Path, where: str) -> Path:
+    """The results folder: it may not exist yet (writers create it), but it may not be a file."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{where}={value}: is a file, not a folder; name the folder that holds (or will "
+                            "hold) the policy folders of episode records")
+    return path
 
 
 def boolean(variable: str, text: str) -> bool:

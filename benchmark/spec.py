@@ -192,8 +192,11 @@ def parse_spec(raw: bytes, *, source: str, name: str | None = None, path: Path |
     except UnicodeDecodeError as exc:
         raise SpecError(source, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise SpecError(source, f"line {exc.lineno} column {exc.colno}",
-                        f"invalid JSON: {exc.msg}; is the file truncated or hand-edited?") from None
+        # A file cut short fails at its end, or in a string that never closes.
+        truncated = exc.pos >= len(raw.rstrip()) - 1 or exc.msg.startswith("Unterminated")
+        what = "a string never closed" if exc.msg.startswith("Unterminated string") else exc.msg
+        raise SpecError(source, "", f"not valid JSON at line {exc.lineno}, column {exc.colno} ({what}; "
+                        f"{'truncated?' if truncated else 'hand-edited?'})") from None
     SpecValidator(data, source).validate()
     return Spec(data, name=name or source, path=path, sha256=hashlib.sha256(raw).hexdigest())
 

@@ -25,7 +25,7 @@ def fill_table(table: Table, header: list[str], rows: list[list[str]], *, names:
         if index < names:
             table.add_column(title, overflow="fold", min_width=min(widest, 12))
         else:
-            table.add_column(title, justify="right", no_wrap=True, min_width=max(widest, 1))
+            table.add_column(title, justify="right", no_wrap=True, min_width=max(widest, len(title)))
     for row in rows:
         table.add_row(*row)
     return table

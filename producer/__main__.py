@@ -22,8 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchmark.cli_support import UserError, user_errors
+from benchmark.errors import BenchmarkError
 from benchmark.names import validate_name
 from benchmark.policies import available_policies
+from benchmark.run_settings import check_results_dir
 from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
 from benchmark.spec_slice import SpecSlice, report_command, slice_options
@@ -57,7 +59,10 @@ def load_filtered(spec_ref: str, policies: tuple[str, ...], spec_slice: SpecSlic
 def _apply_group_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     """``--broker-url``/``--results-dir`` given after the subcommand: they override the group's."""
     if value is not None:
-        ctx.find_object(Context).apply(**{param.name: value})
+        try:
+            ctx.find_object(Context).apply(**{param.name: value})
+        except BenchmarkError as exc:  # raised before the command runs, so not through user_errors
+            raise UserError(str(exc)) from None
 
 
 def group_options(func):
@@ -85,10 +90,7 @@ class Context:
             self.settings = replace(self.settings, broker_url=check_broker_url(broker_url, "--broker-url"))
             self._state = None
         if results_dir:
-            path = Path(results_dir)
-            if path.exists() and not path.is_dir():
-                raise UserError(f"--results-dir {results_dir}: is a file, not a folder; name the results folder")
-            self.settings = replace(self.settings, results_dir=path)
+            self.settings = replace(self.settings, results_dir=check_results_dir(results_dir, "--results-dir"))
 
     @property
     def state(self) -> QueueState:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from benchmark.atomic import write_bytes_atomic
 from benchmark.cli_support import user_errors
+from benchmark.run_settings import check_results_dir
 from benchmark.spec_slice import WHOLE_SPEC, SpecSlice, slice_options
 from reporting.aggregate import build_report
 from reporting.errors import ReportError
@@ -95,7 +96,7 @@ Examples:
               help="Index file (default: .rtbench/report-index.sqlite beside the results dir).")
 @click.option("--quiet", is_flag=True, help="Print nothing; only write the exports.")
 @click.option("--wide/--narrow", default=None,
-              help="Terminal tables with every column (default: wide on terminals of 120+ columns).")
+              help="Terminal tables with every column (default: wide on terminals of 150+ columns).")
 @user_errors
 def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int, spec_slice: SpecSlice,
          include_all_tasks: bool, export_json: Path | None, export_md: Path | None, export_html: Path | None,
@@ -103,9 +104,7 @@ def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int
          wide: bool | None) -> None:
     """Report success rates per policy, setting, dimension and task, with intervals and paired comparisons."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    if results_dir.exists() and not results_dir.is_dir():
-        raise ReportError(f"results directory {results_dir} is a file, not a folder; pass --results-dir or set "
-                          "RTBENCH_RESULTS_DIR to the folder of the policy folders")
+    check_results_dir(results_dir, "--results-dir")
     if not results_dir.is_dir():
         raise ReportError(f"results directory {results_dir} does not exist; pass --results-dir or set "
                           "RTBENCH_RESULTS_DIR")

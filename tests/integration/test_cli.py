@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from benchmark.episodes import EpisodeKey
+from benchmark.results import new_record, write_record
 from benchmark.spec_generator import spec_bytes
+from producer.__main__ import cli as producer_cli
 
 PACKAGES = ("benchmark", "worker", "producer", "reporting")
 
@@ -94,7 +99,7 @@ def test_non_json_spec_and_bad_generator_inputs_exit_2(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"master_seed": 4')
     result = run("benchmark.check_spec", str(bad))
-    assert result.returncode == 2 and "invalid JSON" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "not valid JSON at line" in result.stderr and "Traceback" not in result.stderr
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("click_bell\nnot_a_task\n")
     result = run("benchmark.spec_generator", "--output", str(tmp_path / "x.json"), "--tasks-file", str(tasks))
@@ -123,3 +128,77 @@ def test_generator_writes_a_loadable_spec_with_chosen_options(tmp_path):
     assert spec.env_seed("bias_high_always_on", "my_task", 2) == 12
     assert spec.step_limit("my_task") == 300
     assert spec.config("bias_high_onset_then_always", "my_task", 0)["t_on_raw"] == 48
+
+
+def test_one_filter_vocabulary_for_every_command_that_selects_episodes():
+    commands = click_commands()
+    selecting = ["producer.__main__:cli enqueue", "producer.__main__:cli status", "producer.__main__:cli run",
+                 "benchmark.eval_runner:main", "reporting.cli:main"]
+    seen = {}
+    for name in selecting:
+        root, path = commands[name]
+        command = root
+        for part in path:
+            command = command.commands[part]
+        options = {opt: param for param in command.params for opt in param.opts}
+        for flag in ("--settings", "--tasks", "--max-repeat", "--policy"):
+            assert flag in options, (name, flag)
+            if flag != "--policy":  # required by the runners, optional for status and reports
+                seen.setdefault(flag, set()).add((options[flag].help, options[flag].metavar))
+    assert all(len(variants) == 1 for variants in seen.values()), seen
+
+
+def test_group_options_are_accepted_after_the_subcommand(tmp_path):
+    results = tmp_path / "results"
+    done = EpisodeKey("feedback", "bias_lm_always_on", "click_bell", 0)
+    write_record(results, new_record(done, success=True, error=None, steps=1, seed=1, perturbation_log=None,
+                                     spec_name="lm20", spec_sha256="0" * 64, backend="kinematic", started_at="t",
+                                     finished_at="t", duration_s=1.0))
+    # No broker is reachable here: the error names the URL given after the subcommand, so it was used.
+    after = CliRunner().invoke(producer_cli, ["status", "lm20", "--policy", "feedback", "--results-dir",
+                                              str(results), "--broker-url", "redis://127.0.0.1:9/0"])
+    assert after.exit_code == 2 and "127.0.0.1:9" in after.output, after.output
+    file_given = CliRunner().invoke(producer_cli, ["dead", "--results-dir", str(done.result_path(results))])
+    assert file_given.exit_code == 2 and "is a file, not a folder" in file_given.output, file_given.output
+
+
+def test_a_results_path_that_is_a_file_and_a_bad_device_name_their_flag(tmp_path):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    for module, args in [("reporting.cli", ["--spec", "lm20"]),
+                         ("benchmark.eval_runner", ["--spec", "lm20", "--policy", "feedback"])]:
+        result = run(module, *args, "--results-dir", str(a_file))
+        assert result.returncode == 2 and f"--results-dir={a_file}: is a file, not a folder" in result.stderr, (
+            module, result.stderr)
+    env_given = subprocess.run([sys.executable, "-m", "producer", "status"], capture_output=True, text=True,
+                               env={**os.environ, "RTBENCH_RESULTS_DIR": str(a_file)}, timeout=60)
+    assert env_given.returncode == 2 and f"RTBENCH_RESULTS_DIR={a_file}: is a file" in env_given.stderr
+    for module, args in [("benchmark.eval_runner", ["--spec", "lm20", "--policy", "feedback"]), ("worker", [])]:
+        result = run(module, *args, "--device", "gpu7")
+        assert result.returncode == 2 and "--device='gpu7': expected cpu, cuda or cuda:N" in result.stderr, (
+            module, result.stderr)
+
+
+def test_docs_are_generated_from_the_schemas_and_the_readme_links_inside_the_repository():
+    root = Path(__file__).resolve().parents[2]
+    check = subprocess.run([sys.executable, str(root / "scripts" / "schema_docs.py"), "--check"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    readme = (root / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if not link.startswith(("http://", "https://"))]
+    assert {"docs/spec_format.md", "docs/record_format.md", "docs/report_format.md"} <= set(local)
+    for link in local:
+        assert not link.startswith(("/", "..")) and (root / link).exists(), link
+    assert "../shared" not in readme and "DOMAIN.md" not in readme and "DESIGN.md" not in readme
+
+
+def test_setup_installs_nothing_when_pyproject_is_unchanged():
+    root = Path(__file__).resolve().parents[2]
+    stamp = root / ".venv" / ".rtbench-setup"
+    if not stamp.exists():
+        pytest.skip("this .venv was not made by scripts/setup.sh")
+    again = subprocess.run(["bash", str(root / "scripts" / "setup.sh")], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout == "" and again.stderr == "", again.stdout + again.stderr
+    script = (root / "scripts" / "test.sh").read_text()
+    assert script.index("echo \"test: installing") < script.index("apt-get install")  # says it before doing it

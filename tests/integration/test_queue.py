@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 from pathlib import Path
 
@@ -291,7 +292,20 @@ def test_producer_run_is_the_embedded_default_and_leaves_nothing_running(tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(records(results)) == 20
-    assert "feedback" in run.stdout and "20" in run.stdout
+    summary = next(line.split() for line in run.stdout.splitlines() if line.startswith("feedback"))
+    assert summary[1] == "20/20", run.stdout  # done/expected
+    # It ends with the report of the same slice, and the report's numbers are the summary's.
+    command = next(line for line in run.stderr.splitlines() if line.startswith("report: ")).removeprefix("report: ")
+    assert shlex.split(command)[:3] == ["rtbench-report", "--spec", "lm20"]
+    assert "--tasks adjust_bottle --max-repeat 2" in command and "--policy feedback" in command
+    report = subprocess.run([sys.executable, "-m", "reporting.cli", *shlex.split(command)[1:], "--export-json",
+                             str(tmp_path / "r.json"), "--quiet"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    overall = json.loads((tmp_path / "r.json").read_text())["per_policy"]["feedback"]["overall"]
+    assert (overall["completed"], overall["expected"]) == (20, 20)
+    assert (overall["successes"], overall["errors"]) == (int(summary[3]), int(summary[4]))
+    assert f"{overall['success_rate']:.1%}" == summary[5]
     marker = str(results)
     leftover = []
     for proc in os.listdir("/proc"):
@@ -307,6 +321,15 @@ def test_producer_run_is_the_embedded_default_and_leaves_nothing_running(tmp_pat
                             "adjust_bottle", "--max-repeat", "2", "--workers", "1"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "enqueued 0" in again.stderr
+
+
+def test_status_watch_prints_once_when_piped_with_or_without_a_spec(producer):
+    producer("enqueue", "lm20", "--policy", "feedback", "--tasks", "click_bell", "--max-repeat", "1")
+    overview = producer("status", "--watch", timeout=30)  # a live view would never return
+    assert overview.returncode == 0 and overview.stdout.count("waiting") == 1, overview.stdout + overview.stderr
+    per_spec = producer("status", "lm20", "--watch", timeout=30)
+    assert per_spec.returncode == 0 and per_spec.stdout.count("done/expected") == 1, per_spec.stdout
+    assert "0/10" in per_spec.stdout and "10 queued or running" in per_spec.stdout
 
 
 def test_published_messages_match_what_celery_itself_sends(broker, redis_server):

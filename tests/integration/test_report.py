@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -140,6 +141,64 @@ def test_max_repeat_lowers_expected_and_paired_counts_match(tree):
     assert pair["difference"] == pytest.approx((pair["a_only"] - pair["b_only"]) / len(shared))
 
 
+def test_settings_and_tasks_slice_the_report_like_the_runners(tree):
+    root, written = tree
+    chosen_settings, chosen_tasks = SETTINGS[:2], TASKS[1:]
+    _, report = run_report(root, "--settings", ",".join(chosen_settings), "--tasks", ",".join(chosen_tasks),
+                           "--max-repeat", "4", "--include-all-tasks")
+    assert report["slice"] == {"settings": chosen_settings, "tasks": chosen_tasks, "max_repeat": 4}
+    assert [s["setting_id"] for s in report["per_policy"]["A"]["per_setting"]] == [
+        s.id for s in load_spec("lm20").settings if s.id in chosen_settings]
+    assert report["spec_summary"]["total_per_policy"] == 2 * 2 * 4
+    for policy in POLICIES:
+        mine = [r for r in written if r["policy"] == policy and r["setting_id"] in chosen_settings
+                and r["task"] in chosen_tasks and r["repeat_idx"] < 4]
+        per = report["per_policy"][policy]
+        check(per["overall"], expected_stats(mine, 2 * 2 * 4))
+        assert {t["task"] for t in per["per_task"]} == set(chosen_tasks)
+        errors = Counter(r["error"].split(":")[0] for r in mine if r["error"])
+        assert per["error_types"] == dict(errors.most_common(20))  # errors of other settings left out
+    for args, words in [(["--settings", "nope_lm_always_on"], "unknown setting 'nope_lm_always_on'; known settings:"),
+                        (["--tasks", "fly"], "unknown task 'fly'; known tasks:")]:
+        result = subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20",
+                                 *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_problems_are_shown_in_the_terminal_with_what_to_do(tree):
+    root, _ = tree
+    result = subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "2 record files could not be read" in out
+    assert str(root / "A" / SETTINGS[0] / TASKS[0] / "episode_19.json") in out  # the path, whole
+    for words in ("records outside the spec", "another perturbation config", "another policy's folder",
+                  "more than one record"):
+        assert words in out, words
+    assert out.count("what to do:") == 5 and "…" not in out
+    assert max(len(line) for line in out.splitlines() if "/" not in line) <= 80
+
+
+def test_a_policy_without_a_folder_is_an_error_naming_the_policies_found(tree):
+    root, _ = tree
+    result = subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20",
+                             "--policy", "Motus"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--policy Motus: no folder" in result.stderr and "policies found" in result.stderr
+    assert "A, B, C" in result.stderr
+
+
+def test_effective_columns_say_not_verified_without_labels(tree, tmp_path):
+    root, _ = tree
+    md = tmp_path / "r.md"
+    wide = subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20",
+                           "--wide", "--export-md", str(md)], capture_output=True, text=True, timeout=120)
+    assert wide.returncode == 0 and "not verified" in wide.stdout and "0.0000" not in wide.stdout
+    text = md.read_text()
+    assert "eff_success_rate" not in text and "not verified" in text  # lm20 has no caused_failure labels
+
+
 def test_markdown_is_deterministic_and_csv_has_every_table(tree, tmp_path):
     root, _ = tree
     outputs = []
@@ -209,6 +268,26 @@ def test_index_gives_identical_numbers_on_a_changing_tree(tree, tmp_path):
     assert third["io_errors"]["json_decode_error"] == second["io_errors"]["json_decode_error"] + 1
 
 
+MEASURE = """<script>
+const width = document.documentElement.clientWidth;
+const wide = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > width + 1)
+  .map(e => e.tagName + (e.getAttribute('aria-label') ? '[' + e.getAttribute('aria-label') + ']' : ''));
+const box = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
+const out = document.createElement('pre');
+out.id = 'measured';
+out.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth, width, wide,
+  leaderboard_rows: document.querySelectorAll('table[aria-label=leaderboard] tbody tr').length,
+  legends: [...document.querySelectorAll('svg[aria-label^=legend]')].map(box)});
+document.body.appendChild(out);
+</script>"""
+
+
+def chromium_flags(tmp_path: Path) -> list[str]:
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+
+
 def test_html_report_renders_in_headless_chromium(tree, tmp_path):
     import shutil
 
@@ -222,9 +301,7 @@ def test_html_report_renders_in_headless_chromium(tree, tmp_path):
                     "--export-html", str(page), "--quiet"], check=True)
     html = page.read_text()
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "<script" not in html
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    flags = chromium_flags(tmp_path)
     shot = tmp_path / "shot.png"
     result = subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,3000", page.as_uri()],
                             capture_output=True, text=True, timeout=120)
@@ -232,13 +309,33 @@ def test_html_report_renders_in_headless_chromium(tree, tmp_path):
     assert "CONSOLE" not in result.stderr and "Uncaught" not in result.stderr
     dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
-    assert dom.count('aria-label="heatmap ') == 3
+    assert dom.count('aria-label="heatmap ') == 3 and dom.count('aria-label="legend ') == 3
+    # The leaderboard comes first, best policy on top; cells name their rate and n on hover.
+    assert dom.index('aria-label="leaderboard"') < dom.index('aria-label="heatmap ')
+    assert re.search(r"<title>[^<]+: \d+\.\d% success \(\d+/\d+ valid, n=\d+ done\)</title>", dom)
+    assert "Problem records" in dom and "episode_19.json" in dom and "What to do" in dom
+    assert load_spec("lm20").sha256 in dom and "Generated" in dom
     image = Image.open(shot).convert("RGB")
     pixels = list(image.get_flattened_data())
     greenish = sum(1 for r, g, b in pixels if g > 120 and r < 120 and b < 110)
     reddish = sum(1 for r, g, b in pixels if r > 180 and g < 90 and b < 80)
     assert greenish > 500 and reddish > 100, (greenish, reddish)  # heatmap cells are on the screenshot
     shutil.copy(shot, tree[0].parent / "report-screenshot.png")
+    # Laid out by the browser at a laptop's and a phone-ish width: nothing wider than the page,
+    # the leaderboard has a row per policy, the legends are drawn. (The script is added to a
+    # copy of the page: the report itself has none.)
+    measured_page = tmp_path / "measured.html"
+    measured_page.write_text(html.replace("</body>", MEASURE + "</body>"))
+    for width in (1280, 700):
+        dom = subprocess.run([chromium, *flags, f"--window-size={width},2000", "--virtual-time-budget=5000",
+                              "--dump-dom", measured_page.as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+        found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+        assert found, dom[-2000:]
+        measured = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+        assert measured["scroll"] <= measured["width"] and measured["wide"] == [], (width, measured)
+        assert measured["leaderboard_rows"] == len(POLICIES)
+        assert len(measured["legends"]) == 3 and all(w > 100 and h > 10 for w, h in measured["legends"])
 
 
 def conforms(value, kind, where: str) -> list[str]:
