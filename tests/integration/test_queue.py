@@ -46,7 +46,7 @@ def test_two_policies_three_workers_complete_exactly_once(producer, workers, bro
     overview = producer("status")
     words = " ".join(overview.stdout.split())
     assert overview.returncode == 0 and "0 waiting, 0 running, 0 dead letters" in words
-    assert load_spec("lm20").sha256[:16] in words and "│ 24 │ 24 │" in words
+    assert f"{load_spec('lm20').sha256[:16]} 24 24" in words
 
 
 def test_records_on_disk_count_as_done_for_enqueue(producer, workers, broker, tmp_path):
