@@ -24,6 +24,7 @@ from benchmark.atomic import write_bytes_atomic
 from benchmark.episodes import EpisodeKey, repeat_index_from_filename
 from benchmark.errors import InvalidNameError, RecordError
 from benchmark.record_schema import EpisodeRecord
+from benchmark.sync_journal import note_written
 
 SCHEMA_VERSION = 1
 
@@ -83,6 +84,24 @@ def finished_at(record: Mapping[str, Any]) -> float:
         return datetime.fromisoformat(record["finished_at"]).timestamp()
     except (KeyError, TypeError, ValueError):
         return float("inf")
+
+
+def preferred_record(a: bytes, b: bytes) -> bool:
+    """Whether record file ``a`` wins over ``b``, two versions of one episode (written on two
+    machines): a valid record beats an error (and an error an unreadable file), then the earlier
+    ``finished_at``, then the machine name, then the bytes, so that every machine settles the
+    same pair the same way."""
+    return _rank(a) < _rank(b)
+
+
+def _rank(raw: bytes) -> tuple:
+    read = parse_record(raw, "<conflict>")
+    if read.status != OK:
+        return (2, float("inf"), "", raw)
+    record = read.record
+    worker = record.get("worker")
+    machine = str(worker.get("machine", "")) if isinstance(worker, dict) else ""
+    return (0 if record.get("error") is None else 1, finished_at(record), machine, raw)
 
 
 def new_record(
@@ -162,7 +181,9 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_dir
         data = json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise RecordError(f"record {key.id} is not JSON-serializable: {exc}") from None
-    return write_bytes_atomic(key.result_path(results_dir), data, sync_directory=sync_directory)
+    written = write_bytes_atomic(key.result_path(results_dir), data, sync_directory=sync_directory)
+    note_written(results_dir, f"{key.id}.json")
+    return written
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,421 @@
+"""One results-sync cycle for the git clone that holds the results folder.
+
+    stage -> commit -> fetch + rebase (conflicts settled by the record rule) -> push
+
+- **Stage** exactly the records written since the last cycle: the journal that
+  ``benchmark.results.write_record`` appends to (``benchmark.sync_journal``), plus the extra
+  paths (``RTBENCH_SYNC_PATHS``, e.g. ``reports/``); ``scan=True`` also finds record files the
+  journal missed. Never a whole-tree ``git add -A``.
+- **Commit** once: ``results: <machine> +N episodes (<policies>)``, authored by the machine.
+  Once committed, the journal lines are done with: the commit keeps the records, and a later
+  cycle pushes it.
+- **Rebase** on the remote branch. The same episode written on two machines is settled by
+  ``benchmark.results.preferred_record``, identically everywhere; the losing file is kept under
+  ``.rtbench/conflicts/``.
+- **Push**, never forced. A rejected push fetches, rebases and tries again with jittered
+  backoff, a bounded number of times; no push slot in the fleet's budget leaves the commit
+  for the next cycle.
+
+Any failure leaves the clone clean (no rebase in progress) and raises ``SyncError`` with one
+line that names what to do; credentials never appear in it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import random
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from benchmark.errors import BenchmarkError
+from benchmark.results import is_record_file_name, preferred_record
+from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part, state_dir
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT_S = 600.0
+PUSH_ATTEMPTS = 5
+BACKOFF_S = 1.0  # the first retry after a rejected push waits up to this, doubling
+PENDING = f"{JOURNAL_NAME}.pending"
+# A URL's user-info (user:password@ or token@): hidden in every message.
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_TOKEN_USERS = ("x-access-token", "oauth2", "oauth", "gitlab-ci-token")
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-")
+
+
+class SyncError(BenchmarkError):
+    """A cycle that could not finish; the clone is clean and nothing written is lost."""
+
+
+class SyncBusy(SyncError):
+    """Another cycle holds this clone."""
+
+
+def redact(text: str) -> str:
+    return _USERINFO.sub(r"\1***@", text)
+
+
+@dataclass(frozen=True)
+class SyncTarget:
+    """The clone that holds the results folder, and what to stage in it."""
+
+    results_dir: Path  # absolute
+    repo: Path  # the clone's top level
+    machine: str
+    extra_paths: tuple[Path, ...] = ()  # absolute, inside the clone
+    remote: str = "origin"
+
+    @classmethod
+    def find(cls, results_dir: Path, machine: str, extra_paths: tuple[str, ...] = ()) -> SyncTarget:
+        results = Path(os.path.abspath(results_dir))
+        if not results.is_dir():
+            raise SyncError(f"results folder {results} does not exist; set RTBENCH_RESULTS_DIR to a folder "
+                            "inside a clone of the results repository")
+        found = _git(results, "rev-parse", "--show-toplevel", check=False)
+        if found.returncode != 0:
+            raise SyncError(f"results folder {results} is not inside a git clone; clone the results repository "
+                            "and point RTBENCH_RESULTS_DIR into it")
+        repo = Path(found.stdout.decode().strip())
+        extras = []
+        for extra in extra_paths:
+            path = Path(os.path.abspath(repo / extra))
+            if repo not in path.parents and path != repo:
+                raise SyncError(f"RTBENCH_SYNC_PATHS: {extra} is outside the clone {repo}")
+            extras.append(path)
+        return cls(results, repo, machine, tuple(extras))
+
+    @property
+    def state(self) -> Path:
+        return state_dir(self.results_dir)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.repo).as_posix()
+
+
+@dataclass
+class CycleResult:
+    machine: str
+    committed: int = 0  # record files in this cycle's commit
+    policies: list[str] = field(default_factory=list)
+    head: str | None = None  # the commit the remote branch points at after the push
+    pushed: bool = False
+    deferred: str | None = None  # why the push waits for a later cycle
+    pulled: list[str] = field(default_factory=list)  # record paths (repo-relative) other machines added
+    conflicts: list[str] = field(default_factory=list)  # where the losing files were kept
+    push_attempts: int = 0
+
+    def line(self) -> str:
+        """The cycle's one log line."""
+        parts = [f"sync {self.machine}: committed {self.committed} record(s)"
+                 + (f" ({', '.join(self.policies)})" if self.policies else "")]
+        if self.pushed:
+            parts.append(f"pushed {self.head[:12] if self.head else '?'}"
+                         + (f" after {self.push_attempts} attempts" if self.push_attempts > 1 else ""))
+        elif self.deferred:
+            parts.append(f"push deferred ({self.deferred})")
+        else:
+            parts.append("nothing to push")
+        parts.append(f"pulled {len(self.pulled)} record(s)")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} conflict(s), losers kept: {', '.join(self.conflicts)}")
+        return "; ".join(parts)
+
+
+class GitFailed(SyncError):
+    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+        super().__init__(f"git {args[0]} failed ({returncode}): {last}")
+
+
+def _git(repo: Path, *args: str, data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_LITERAL_PATHSPECS": "1",
+           "LC_ALL": "C"}
+    # Never wait for a password or a host-key prompt: fail, and say so.
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    try:
+        result = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, env=env,
+                                timeout=GIT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise SyncError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s (network?)") from None
+    if check and result.returncode != 0:
+        raise GitFailed(args, result.returncode, redact(result.stderr.decode(errors="replace")))
+    return result
+
+
+def _out(repo: Path, *args: str) -> str:
+    return _git(repo, *args).stdout.decode().strip()
+
+
+def _rev(repo: Path, ref: str) -> str | None:
+    found = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+    return found.stdout.decode().strip() if found.returncode == 0 else None
+
+
+def check_remote_url(url: str, remote: str) -> None:
+    """Refuse a remote URL that carries a credential: it would end up in logs and process lists."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.username is None:
+        return
+    user = parts.username
+    if parts.password is not None or user in _TOKEN_USERS or user.startswith(_TOKEN_PREFIXES) or len(user) >= 20:
+        raise SyncError(f"remote {remote!r} URL {redact(url)} carries a credential: remove it (git remote set-url "
+                        f"{remote} {parts.scheme}://{parts.hostname}{parts.path}) and use an ssh deploy key "
+                        "(GIT_SSH_COMMAND) or a git credential helper")
+
+
+@contextmanager
+def cycle_lock(target: SyncTarget, wait_s: float) -> Iterator[None]:
+    """One cycle per clone at a time (held until the cycle ends; the kernel frees it if we die)."""
+    path = make_state_dir(target.results_dir) / "sync.lock"
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SyncBusy(f"another sync cycle is running in {target.repo}") from None
+                time.sleep(0.2)
+        yield
+
+
+def prepare_clone(target: SyncTarget) -> None:
+    """Settle what a killed cycle left, and configure the clone for many small files (once)."""
+    if _rebase_in_progress(target):
+        log.warning("sync %s: a rebase was left in progress (a cycle was killed); aborting it", target.machine)
+        _git(target.repo, "rebase", "--abort", check=False)
+    index_lock = target.repo / _out(target.repo, "rev-parse", "--git-path", "index.lock")
+    if index_lock.exists() and time.time() - index_lock.stat().st_mtime > 60:
+        # We hold the clone's sync lock and only the sync process runs git here: a lock this old
+        # was left by a killed git.
+        log.warning("sync %s: removing a stale %s", target.machine, index_lock)
+        index_lock.unlink(missing_ok=True)
+    if _git(target.repo, "config", "--get", "rtbench.configured", check=False).returncode != 0:
+        for key, value in (("feature.manyFiles", "true"), ("index.version", "4"), ("core.untrackedCache", "true"),
+                           ("fetch.writeCommitGraph", "true"), ("gc.writeCommitGraph", "true"),
+                           ("rtbench.configured", "1")):
+            _git(target.repo, "config", key, value)
+        _git(target.repo, "update-index", "--index-version", "4")
+
+
+def take_journal(target: SyncTarget) -> list[Path]:
+    """Move the live journal aside (writers start a new one) and return every part not yet committed."""
+    live = journal_path(target.results_dir)
+    with suppress(FileNotFoundError):
+        os.rename(live, live.with_name(f"{PENDING}.{time.time_ns()}.{os.getpid()}"))
+    return sorted(target.state.glob(f"{PENDING}.*"))
+
+
+def journal_records(target: SyncTarget, parts: list[Path]) -> list[str]:
+    """Repo-relative paths of the journal's records that exist (a deleted one has nothing to stage)."""
+    seen: dict[str, None] = {}
+    for part in parts:
+        for line in read_part(part):
+            if line and not line.startswith("/") and ".." not in line.split("/"):
+                seen[line] = None
+    prefix = target.relative(target.results_dir)
+    return [f"{prefix}/{line}" if prefix != "." else line for line in seen
+            if (target.results_dir / line).is_file()]
+
+
+def scanned_records(target: SyncTarget) -> list[str]:
+    """Record files git does not have, or has in another version (the journal missed them)."""
+    listed = _git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--",
+                  target.relative(target.results_dir)).stdout.decode().split("\0")
+    return [path for path in listed if path and is_record_file_name(path.rsplit("/", 1)[-1])]
+
+
+def stage_and_commit(target: SyncTarget, paths: list[str]) -> tuple[int, list[str]]:
+    """Stage the records and the extra paths; one commit if anything changed. Returns the
+    number of record files committed and their policies."""
+    if paths:
+        _git(target.repo, "add", "--pathspec-from-file=-", "--pathspec-file-nul", data="\0".join(paths).encode())
+    extras = [target.relative(p) for p in target.extra_paths if p.exists()]
+    if extras:
+        _git(target.repo, "add", "-A", "--", *extras)
+    results = target.relative(target.results_dir)
+    staged = [p for p in _git(target.repo, "diff", "--cached", "--name-only", "-z", "--no-renames")
+              .stdout.decode().split("\0") if p]
+    if not staged:
+        return 0, []
+    records = [p for p in staged if p.startswith(f"{results}/") or results == "."]
+    skip = len(results.split("/")) if results != "." else 0
+    policies = sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
+    message = f"results: {target.machine} +{len(records)} episodes ({', '.join(policies) or 'no records'})"
+    _git(target.repo, "-c", f"user.name=rtbench {target.machine}", "-c", f"user.email=rtbench@{target.machine}",
+         "commit", "--quiet", "--no-verify", "-m", message)
+    return len(records), policies
+
+
+def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[[], bool] = lambda: True,
+              wait_s: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> CycleResult:
+    """One cycle; raises ``SyncBusy`` when another holds the clone, ``SyncError`` when it cannot finish."""
+    result = CycleResult(target.machine)
+    with cycle_lock(target, wait_s):
+        prepare_clone(target)
+        branch = _git(target.repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.decode().strip()
+        if not branch:
+            raise SyncError(f"{target.repo} is not on a branch (detached HEAD); check out the results branch")
+        url = _git(target.repo, "remote", "get-url", target.remote, check=False)
+        if url.returncode != 0:
+            raise SyncError(f"{target.repo} has no remote {target.remote!r}; add it (git remote add ...)")
+        check_remote_url(url.stdout.decode().strip(), target.remote)
+        parts = take_journal(target)
+        paths = journal_records(target, parts)
+        if scan:
+            paths = list(dict.fromkeys(paths + scanned_records(target)))
+        result.committed, result.policies = stage_and_commit(target, paths)
+        for part in parts:  # committed (or nothing to commit): the journal's work is done
+            part.unlink(missing_ok=True)
+        tracking = f"refs/remotes/{target.remote}/{branch}"
+        before = _rev(target.repo, tracking)
+        ours = set(_changed(target, before, "HEAD")) if before else set()
+        try:
+            _exchange(target, branch, tracking, result, push_allowed, sleep)
+        finally:
+            _abort_rebase(target)
+        after = _rev(target.repo, tracking)
+        if after and after != before:
+            result.pulled = [p for p in _changed(target, before, after) if p not in ours]
+    return result
+
+
+def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResult,
+              push_allowed: Callable[[], bool], sleep: Callable[[float], None]) -> None:
+    """Fetch, rebase and push until the remote holds our commits, a bounded number of times."""
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        remote_head = _fetch(target, branch, tracking)
+        if remote_head is not None:
+            _rebase(target, tracking, result)
+        head = _rev(target.repo, "HEAD")
+        if head == remote_head:
+            result.head = head
+            return
+        if not push_allowed():
+            result.deferred = "the fleet's push budget for this minute is spent"
+            return
+        result.push_attempts = attempt
+        pushed = _git(target.repo, "push", "--porcelain", target.remote, f"HEAD:refs/heads/{branch}", check=False)
+        if pushed.returncode == 0:
+            _git(target.repo, "update-ref", tracking, "HEAD")
+            result.pushed, result.head = True, head
+            return
+        text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
+        if "[rejected]" not in text and "non-fast-forward" not in text and "fetch first" not in text:
+            raise SyncError(f"push to {target.remote} refused: {_last_line(text)}; if the branch is protected, "
+                            "allow this machine's deploy key to push to it (never force)")
+        delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
+        log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
+        sleep(delay)
+    raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy remote); "
+                    "the commit stays local and the next cycle pushes it")
+
+
+def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:
+    """The remote branch's head (None while a fresh remote has no such branch). An unreachable
+    remote raises: the records stay committed here for the next cycle."""
+    fetched = _git(target.repo, "fetch", "--quiet", "--no-tags", target.remote, f"+refs/heads/{branch}:{tracking}",
+                   check=False)
+    if fetched.returncode == 0:
+        return _rev(target.repo, tracking)
+    text = redact(fetched.stderr.decode(errors="replace"))
+    if "couldn't find remote ref" in text:
+        return None
+    raise SyncError(f"cannot reach remote {target.remote!r}: {_last_line(text)}; the records stay committed here "
+                    "and the next cycle pushes them")
+
+
+def _rebase(target: SyncTarget, onto: str, result: CycleResult) -> None:
+    """Rebase our commits on the remote's, settling each conflicting record by the rule."""
+    rebased = _git(target.repo, "rebase", "--quiet", "--autostash", onto, check=False)
+    for _ in range(1000):  # one round per conflicting commit of ours
+        if rebased.returncode == 0 and not _rebase_in_progress(target):
+            return
+        conflicted = [p for p in _git(target.repo, "diff", "--name-only", "--diff-filter=U", "-z")
+                      .stdout.decode().split("\0") if p]
+        if not conflicted:
+            if _rebase_in_progress(target):  # this commit became empty: what it added is upstream
+                rebased = _git(target.repo, "rebase", "--skip", check=False)
+                continue
+            raise SyncError(f"rebase on {onto} failed: {_last_line(redact(rebased.stderr.decode(errors='replace')))}")
+        for path in conflicted:
+            result.conflicts.append(_settle(target, path))
+        _git(target.repo, "add", "--", *conflicted)
+        rebased = _git(target.repo, "-c", "core.editor=true", "rebase", "--continue", check=False)
+        if rebased.returncode != 0 and "nothing to commit" in rebased.stdout.decode() + rebased.stderr.decode():
+            rebased = _git(target.repo, "rebase", "--skip", check=False)
+    raise SyncError("rebase did not finish after 1000 rounds")
+
+
+def _settle(target: SyncTarget, path: str) -> str:
+    """Write the preferred version of a conflicting file; keep the other under .rtbench/conflicts/.
+    In a rebase, stage 2 is the remote's version and stage 3 ours."""
+    theirs, ours = _stage(target, path, 2), _stage(target, path, 3)
+    if theirs is not None and ours is not None and is_record_file_name(path.rsplit("/", 1)[-1]):
+        keep_ours = preferred_record(ours, theirs)
+    else:  # a file only one side still has, or another file (a report): the remote's stands
+        keep_ours = theirs is None
+    winner, loser = (ours, theirs) if keep_ours else (theirs, ours)
+    full = target.repo / path
+    if loser is None:
+        description = f"{path} (kept; the other side deleted it)"
+    else:
+        kept = target.state / "conflicts" / f"{path}.{_machine_of(loser)}.{time.time_ns()}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(loser)
+        description = kept.relative_to(target.state).as_posix()
+    if winner is None:
+        full.unlink(missing_ok=True)
+    else:
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_bytes(winner)
+    return description
+
+
+def _machine_of(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw)["worker"]["machine"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+
+
+def _stage(target: SyncTarget, path: str, stage: int) -> bytes | None:
+    shown = _git(target.repo, "show", f":{stage}:{path}", check=False)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _rebase_in_progress(target: SyncTarget) -> bool:
+    return any((target.repo / _out(target.repo, "rev-parse", "--git-path", state)).exists()
+               for state in ("rebase-merge", "rebase-apply"))
+
+
+def _abort_rebase(target: SyncTarget) -> None:
+    if _rebase_in_progress(target):
+        _git(target.repo, "rebase", "--abort", check=False)
+
+
+def _changed(target: SyncTarget, old: str | None, new: str) -> list[str]:
+    """Record files added or modified between two commits (every record of ``new`` if ``old`` is None)."""
+    results = target.relative(target.results_dir)
+    if old is None:
+        listed = _git(target.repo, "ls-tree", "-r", "-z", "--name-only", new, results).stdout
+    else:
+        listed = _git(target.repo, "diff", "--name-only", "-z", "--no-renames", "--diff-filter=AM", old, new, "--",
+                      results).stdout
+    return [p for p in listed.decode().split("\0") if p and is_record_file_name(p.rsplit("/", 1)[-1])]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"
