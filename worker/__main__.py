@@ -11,6 +11,7 @@ back to the queue at once. The exit status is Celery's, so supervisors can resta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -27,19 +28,25 @@ from worker.settings import Settings, SettingsError, queue_names, use
 log = logging.getLogger("worker")
 
 
-@click.command(epilog="""\b
+@click.group(invoke_without_command=True, epilog="""\b
 Examples:
   python -m worker                        # one GPU worker (lease), e.g. one compose replica
   RTBENCH_BROKER_URL=redis://hub:6379/0 python -m worker --device cpu
+  python -m worker sync                   # this machine's results sync (beat), one per machine
+  python -m worker sync --once --scan     # one sync cycle now, by hand
 """)
 @click.option("--device", help="cpu, cuda or cuda:N (default: RTBENCH_DEVICE, else a leased GPU, else cpu).")
 @click.option("-Q", "--queues", help="Comma-separated queues (default: RTBENCH_QUEUES or 'episodes').")
 @click.option("--lease-gpus/--no-lease-gpus", default=None,
               help="Lease a GPU slot (default: when GPUs are visible and the device is not cpu).")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
 @user_errors
-def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglevel: str) -> None:
-    """Start a Celery worker with concurrency 1, pinned to one GPU slot or to the CPU."""
+def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus: bool | None, loglevel: str) -> None:
+    """Start a Celery worker with concurrency 1, pinned to one GPU slot or to the CPU (or, with
+    ``sync``, this machine's results sync)."""
+    if ctx.invoked_subcommand is not None:
+        return
     # Read by billiard when Celery's worker modules are first imported (below): SIGTERM then
     # starts the cold shutdown (soft window, then requeue) instead of waiting for the episode.
     os.environ["REMAP_SIGTERM"] = "SIGQUIT"
@@ -87,6 +94,56 @@ def main(device: str | None, queues: str | None, lease_gpus: bool | None, loglev
                                   f"--hostname={name}", f"--queues={','.join(settings.queues)}",
                                   f"--loglevel={loglevel}", "--task-events", "--without-mingle", "--without-gossip"],
                                  prog_name="celery", standalone_mode=False)
+    sys.exit(status or 0)
+
+
+@main.command(epilog="""\b
+Examples:
+  python -m worker sync                   # every RTBENCH_SYNC_INTERVAL s, and once more when stopped
+  python -m worker sync --once            # one cycle now; prints what it did
+  python -m worker sync --once --scan     # also stage record files the journal missed
+""")
+@click.option("--once", is_flag=True, help="Run one cycle now and exit (0: done, 1: it failed).")
+@click.option("--scan", is_flag=True, help="With --once: also find record files the journal missed.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@user_errors
+def sync(once: bool, scan: bool, loglevel: str) -> None:
+    """Commit and push this machine's new records to the results repository, and pull the others'.
+
+    One sync worker per machine: a Celery worker on the queue sync.<machine> with an embedded
+    beat that schedules the cycle. Settings: RTBENCH_RESULTS_DIR (inside a git clone),
+    RTBENCH_SYNC_INTERVAL, RTBENCH_SYNC_PATHS, RTBENCH_SYNC_PUSHES_PER_MINUTE, RTBENCH_MACHINE.
+    """
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    use(settings)
+    from worker.sync import SyncError
+    from worker.sync_task import sync_once
+
+    if once:
+        try:
+            result = sync_once(settings, scan=scan, wait_s=600.0)
+        except SyncError as exc:
+            raise click.ClickException(f"sync failed: {exc}") from None  # exit 1, one line
+        click.echo(result.line())
+        return
+    if scan:
+        raise click.UsageError("--scan goes with --once")
+    from celery.bin.celery import celery as celery_command
+    from celery.signals import worker_shutdown
+
+    from benchmark.sync_journal import make_state_dir
+
+    @worker_shutdown.connect(weak=False)
+    def _last_cycle(**_: object) -> None:  # what was written since the last cycle goes out now
+        with contextlib.suppress(SyncError):  # logged and noted by sync_once
+            sync_once(settings, wait_s=60.0)
+
+    schedule = make_state_dir(settings.results_dir) / "celerybeat-schedule"
+    status = celery_command.main(["--app=worker.app:app", "worker", "--pool=solo", "--concurrency=1", "--beat",
+                                  f"--schedule={schedule}", f"--hostname=sync@{settings.machine}",
+                                  f"--queues={settings.sync_queue}", f"--loglevel={loglevel}", "--without-mingle",
+                                  "--without-gossip"], prog_name="celery", standalone_mode=False)
     sys.exit(status or 0)
 
 

@@ -14,7 +14,7 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from worker.settings import Settings, active
 
-app = Celery("rtbench", include=["worker.tasks"])
+app = Celery("rtbench", include=["worker.tasks", "worker.sync_task"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -72,6 +72,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Deferred deliveries (ETA) must not be dropped because the worker restarted.
         "worker_deduplicate_successful_tasks": False,
         "worker_hijack_root_logger": False,
+        # Only the beat embedded in `python -m worker sync` reads this: this machine's sync,
+        # on its own queue, every RTBENCH_SYNC_INTERVAL seconds.
+        "beat_schedule": {"sync-results": {"task": "rtbench.sync_results", "schedule": settings.sync_interval_s,
+                                           "options": {"queue": settings.sync_queue,
+                                                       "expires": settings.sync_interval_s}}},
     }
 
 

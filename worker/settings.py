@@ -69,6 +69,11 @@ class Settings(RunSettings):
     # A worker whose results folder cannot be written stops taking episodes and looks again
     # this often.
     blocked_probe_s: float = field(default=30.0, metadata={"env": "blocked_probe_interval"})
+    # The results sync (python -m worker sync): a cycle this often, these paths of the clone
+    # staged too (e.g. reports/), and at most this many pushes a minute across the fleet.
+    sync_interval_s: float = field(default=600.0, metadata={"env": "sync_interval"})
+    sync_paths: tuple[str, ...] = ()
+    sync_pushes_per_minute: int = 4
 
     @property
     def torch_device(self) -> str:
@@ -117,7 +122,18 @@ class Settings(RunSettings):
                 values[key] = number(f"RTBENCH_{name}", value, float, 1)
         if (value := read(env, "SHUTDOWN_GRACE")) is not None:
             values["shutdown_grace_s"] = number("RTBENCH_SHUTDOWN_GRACE", value, float, 0)
+        if (value := read(env, "SYNC_INTERVAL")) is not None:
+            values["sync_interval_s"] = number("RTBENCH_SYNC_INTERVAL", value, float, 1)
+        if (value := read(env, "SYNC_PATHS")) is not None:
+            values["sync_paths"] = _comma_list(value)
+        if (value := read(env, "SYNC_PUSHES_PER_MINUTE")) is not None:
+            values["sync_pushes_per_minute"] = number("RTBENCH_SYNC_PUSHES_PER_MINUTE", value, int, 1)
         return values
+
+    @property
+    def sync_queue(self) -> str:
+        """The queue of this machine's sync task (one sync worker per machine consumes it)."""
+        return f"sync.{self.machine}"
 
     def redacted(self) -> dict[str, object]:
         """The settings for a log line, without secrets."""

@@ -48,6 +48,9 @@ BACKOFF_S = 1.0  # the first retry after a rejected push waits up to this, doubl
 PENDING = f"{JOURNAL_NAME}.pending"
 # A URL's user-info (user:password@ or token@): hidden in every message.
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+# What a push says when another machine pushed first (or at the same moment): fetch and retry.
+_PUSH_RACES = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
+               "incorrect old value")
 _TOKEN_USERS = ("x-access-token", "oauth2", "oauth", "gitlab-ci-token")
 _TOKEN_PREFIXES = ("ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-")
 
@@ -312,9 +315,10 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
             result.pushed, result.head = True, head
             return
         text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
-        if "[rejected]" not in text and "non-fast-forward" not in text and "fetch first" not in text:
-            raise SyncError(f"push to {target.remote} refused: {_last_line(text)}; if the branch is protected, "
-                            "allow this machine's deploy key to push to it (never force)")
+        if not any(race in text for race in _PUSH_RACES):
+            why = next((line.strip() for line in text.splitlines() if "rejected" in line), _last_line(text))
+            raise SyncError(f"push to {target.remote} refused: {why}; if the branch is protected, allow this "
+                            "machine's deploy key to push to it (never force)")
         delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
         log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
         sleep(delay)

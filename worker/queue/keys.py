@@ -11,6 +11,8 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``dead``             list of dead letters (JSON: reason, detail, message, episode, worker, time)
 - ``blocked:<worker>`` why a worker stopped taking episodes (its results folder is not writable);
                        kept alive by the worker's probe, deleted when the folder is writable again
+- ``sync:<machine>``   hash: the machine's last sync (time, commit, records) and last sync error
+- ``sync_pushes:<minute>`` pushes of the whole fleet in one minute (the push budget); expires
 
 kombu's Redis layout (what Celery workers consume): one list per queue and priority bucket,
 and the ``unacked`` hash of delivered, unacknowledged messages.
@@ -54,7 +56,16 @@ def blocked(worker: str) -> str:
     return f"{PREFIX}blocked:{worker}"
 
 
+def sync_status(machine: str) -> str:
+    return f"{PREFIX}sync:{machine}"
+
+
+def sync_pushes(minute: int) -> str:
+    return f"{PREFIX}sync_pushes:{minute}"
+
+
 CLAIM_PATTERN, ENQUEUED_PATTERN, BLOCKED_PATTERN = claim("*"), enqueued("*"), blocked("*")
+SYNC_STATUS_PATTERN = sync_status("*")
 
 
 def queue_key(queue: str, priority: int) -> str:

@@ -170,6 +170,24 @@ class QueueState:
             self.r.srem(keys.done(spec_sha), *chunk)
         self.reset_attempts(done)
 
+    # ------------------------------------------------------------------ results sync
+    def take_push_slot(self, per_minute: int) -> bool:
+        """One of the fleet's ``per_minute`` pushes of this minute, if any is left."""
+        key = keys.sync_pushes(int(time.time() // 60))
+        with self.r.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            taken = pipe.execute()[0]
+        return taken <= per_minute
+
+    def note_sync(self, machine: str, **fields: str | int | float) -> None:
+        """Update a machine's sync status (``last_ok``, ``commit``, ``pending``, ``last_error``...)."""
+        self.r.hset(keys.sync_status(machine), mapping={k: str(v) for k, v in fields.items()})
+
+    def sync_statuses(self) -> dict[str, dict[str, str]]:
+        start = len(keys.sync_status(""))
+        return {key[start:]: self.r.hgetall(key) for key in sorted(self.r.scan_iter(keys.SYNC_STATUS_PATTERN))}
+
     def done(self, spec_sha: str) -> set[str]:
         return set(self.r.sscan_iter(keys.done(spec_sha), count=10_000))
 

@@ -1,0 +1,213 @@
+"""The results sync on real git: a bare repository in tmp_path as the remote, clones as machines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from benchmark.episodes import EpisodeKey
+from benchmark.results import new_record, write_record
+from benchmark.sync_journal import journal_path
+from worker.sync import SyncError, SyncTarget, run_cycle
+
+SETTINGS = ["bias_lm_always_on", "scale_lm_always_on", "iir_lm_always_on", "fir_lm_always_on"]
+TASKS = ["click_bell", "adjust_bottle", "open_laptop", "lift_pot", "stack_blocks_two"]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def remote(tmp_path) -> Path:
+    """A bare remote that refuses non-fast-forward updates and logs every ref update, seeded
+    with a first commit (users' results repositories have one)."""
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True)
+    git(bare, "config", "receive.denyNonFastForwards", "true")
+    git(bare, "config", "receive.denyDeletes", "true")
+    hook = bare / "hooks" / "update"
+    hook.write_text(f'#!/bin/sh\necho "$1 $2 $3" >> "{tmp_path / "ref-updates.log"}"\n')
+    hook.chmod(0o755)
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "clone", "--quiet", str(bare), str(seed)], check=True, capture_output=True)
+    (seed / "results").mkdir()
+    (seed / "results" / "README.md").write_text("episode records\n")
+    git(seed, "add", "-A")
+    git(seed, "-c", "user.name=seed", "-c", "user.email=seed@x", "commit", "--quiet", "-m", "seed")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    return bare
+
+
+def machine(tmp_path: Path, remote: Path, name: str) -> SyncTarget:
+    clone = tmp_path / name
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(clone)], check=True, capture_output=True)
+    return SyncTarget.find(clone / "results", name)
+
+
+def record(policy: str, setting: str, task: str, repeat: int, machine_name: str, *, error: str | None = None,
+           finished_at: str = "2026-11-30T10:00:00+00:00", success: bool = True) -> dict:
+    rec = new_record(EpisodeKey(policy, setting, task, repeat), success=success and error is None, error=error,
+                     steps=3, seed=1, perturbation_log=None, spec_name="lm20", spec_sha256="0" * 64,
+                     backend="kinematic", started_at=finished_at, finished_at=finished_at, duration_s=1.0,
+                     worker={"machine": machine_name})
+    return rec
+
+
+def remote_records(remote: Path) -> set[str]:
+    listed = git(remote, "ls-tree", "-r", "--name-only", "main", "results")
+    return {line for line in listed.splitlines() if line.endswith(".json")}
+
+
+def assert_fast_forwards_only(remote: Path, log: Path) -> int:
+    updates = [line.split() for line in log.read_text().splitlines()]
+    assert set(updates[0][1]) == {"0"}  # the seed created the branch; every later update moves it forward
+    for ref, old, new in updates[1:]:
+        assert ref == "refs/heads/main"
+        subprocess.run(["git", "-C", str(remote), "merge-base", "--is-ancestor", old, new], check=True)
+    return len(updates) - 1
+
+
+def in_rebase(target: SyncTarget) -> bool:
+    return any((target.repo / ".git" / state).exists() for state in ("rebase-merge", "rebase-apply"))
+
+
+@pytest.mark.slow
+def test_three_machines_syncing_concurrently_end_with_exactly_the_union(tmp_path, remote):
+    machines = [machine(tmp_path, remote, f"m{i}") for i in range(3)]
+    episodes = [(s, t, r) for s in SETTINGS for t in TASKS for r in range(100)]  # 2,000 per machine
+    failures: list[BaseException] = []
+
+    def work(index: int, target: SyncTarget) -> None:
+        try:
+            mine = episodes  # distinct by policy: each machine runs its own policy
+            for cycle in range(30):
+                for s, t, r in mine[cycle::30]:
+                    write_record(target.results_dir, record(f"P{index}", s, t, r, target.machine),
+                                 sync_directory=False)
+                run_cycle(target, sleep=lambda s: None)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, m)) for i, m in enumerate(machines)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not failures, failures
+    for target in machines:  # a last cycle each: every machine has pushed and pulled everything
+        run_cycle(target)
+    wanted = {f"results/P{i}/{s}/{t}/episode_{r}.json" for i in range(3) for s, t, r in episodes}
+    assert remote_records(remote) == wanted
+    assert assert_fast_forwards_only(remote, tmp_path / "ref-updates.log") >= 30
+    for target in machines:
+        assert not in_rebase(target)
+        assert git(target.repo, "status", "--porcelain", "--", "results") == ""
+        run_cycle(target)
+        assert {str(p.relative_to(target.repo)) for p in target.results_dir.rglob("*.json")} == wanted
+
+
+def test_the_same_episode_written_on_two_machines_converges_by_the_rule(tmp_path, remote):
+    a, b = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
+    # alpha's record is an error, beta's is valid: valid wins on both, whoever pushed first.
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha",
+                                       error="eval_error: ValueError: x", finished_at="2026-11-30T09:00:00+00:00"))
+    # Two valid ones: the earlier finished_at wins.
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 1, "alpha",
+                                       finished_at="2026-11-30T09:00:00+00:00", success=False))
+    write_record(b.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "beta"))
+    write_record(b.results_dir, record("P", "bias_lm_always_on", "click_bell", 1, "beta",
+                                       finished_at="2026-11-30T10:00:00+00:00"))
+    first = run_cycle(a)
+    assert first.pushed and first.committed == 2
+    second = run_cycle(b)  # rebases on alpha's commit: both files conflict
+    assert second.pushed and len(second.conflicts) == 2
+    assert all(c.startswith("conflicts/results/P/bias_lm_always_on/click_bell/") for c in second.conflicts)
+    run_cycle(a)
+    for name in ("episode_0.json", "episode_1.json"):
+        on_a = (a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / name).read_bytes()
+        on_b = (b.results_dir / "P" / "bias_lm_always_on" / "click_bell" / name).read_bytes()
+        assert on_a == on_b
+    settled = {name: json.loads((a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / name).read_text())
+               for name in ("episode_0.json", "episode_1.json")}
+    assert settled["episode_0.json"]["worker"]["machine"] == "beta" and settled["episode_0.json"]["error"] is None
+    assert settled["episode_1.json"]["worker"]["machine"] == "alpha"  # earlier finished_at
+    kept = sorted((b.state / "conflicts").rglob("*"))
+    kept_files = [p for p in kept if p.is_file()]
+    assert len(kept_files) == 2  # the losers, named in the cycle's log line
+    assert {p.relative_to(b.state).as_posix() for p in kept_files} == set(second.conflicts)
+    assert any(".alpha." in p.name for p in kept_files) and any(".beta." in p.name for p in kept_files)
+    assert not in_rebase(a) and not in_rebase(b)
+
+
+def test_an_unreachable_remote_fails_cleanly_and_loses_nothing(tmp_path, remote, caplog):
+    a = machine(tmp_path, remote, "alpha")
+    moved = remote.with_name("away.git")
+    remote.rename(moved)
+    for repeat in range(3):
+        write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", repeat, "alpha"))
+        with pytest.raises(SyncError, match="cannot reach remote 'origin'") as failed:
+            run_cycle(a)
+        assert "\n" not in str(failed.value)
+        assert not in_rebase(a)
+    moved.rename(remote)
+    done = run_cycle(a)
+    assert done.pushed
+    assert remote_records(remote) == {f"results/P/bias_lm_always_on/click_bell/episode_{r}.json" for r in range(3)}
+    assert not journal_path(a.results_dir).exists() or journal_path(a.results_dir).read_text() == ""
+
+
+def test_a_remote_url_with_a_token_is_refused_and_never_shown(tmp_path, remote, caplog):
+    a = machine(tmp_path, remote, "alpha")
+    token = "ghp_" + "x" * 36
+    git(a.repo, "remote", "set-url", "origin", f"https://{token}@example.invalid/results.git")
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(SyncError, match="carries a credential") as refused:
+        run_cycle(a)
+    assert token not in str(refused.value) and token not in caplog.text
+    git(a.repo, "remote", "set-url", "origin", f"https://user:{token}@example.invalid/results.git")
+    with pytest.raises(SyncError) as refused:
+        run_cycle(a)
+    assert token not in str(refused.value) and "***@example.invalid" in str(refused.value)
+
+
+def test_scan_finds_records_the_journal_missed_and_only_records_are_staged(tmp_path, remote):
+    a = machine(tmp_path, remote, "alpha")
+    by_hand = a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_4.json"
+    by_hand.parent.mkdir(parents=True)
+    by_hand.write_text(json.dumps(record("P", "bias_lm_always_on", "click_bell", 4, "alpha")))
+    (a.repo / "notes.txt").write_text("a user's own file: never staged by the sync")
+    plain = run_cycle(a)
+    assert plain.committed == 0  # not in the journal
+    scanned = run_cycle(a, scan=True)
+    assert scanned.committed == 1 and scanned.pushed
+    assert remote_records(remote) == {"results/P/bias_lm_always_on/click_bell/episode_4.json"}
+    assert "notes.txt" not in git(remote, "ls-tree", "-r", "--name-only", "main")
+    message = git(remote, "log", "-1", "--format=%an|%s", "main")
+    assert message == "rtbench alpha|results: alpha +1 episodes (P)"
+
+
+def test_a_cycle_killed_mid_rebase_is_settled_by_the_next(tmp_path, remote):
+    a, b = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    run_cycle(a)
+    write_record(b.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "beta", success=False))
+    git(b.repo, "add", "-A", "results")
+    git(b.repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "--quiet", "-m", "local")
+    git(b.repo, "fetch", "--quiet", "origin")
+    subprocess.run(["git", "-C", str(b.repo), "rebase", "origin/main"], capture_output=True)  # stops: conflict
+    assert in_rebase(b)  # as a sync process killed mid-cycle leaves it
+    settled = run_cycle(b)
+    assert not in_rebase(b) and len(settled.conflicts) == 1
+    assert os.path.exists(b.state / settled.conflicts[0])
+    # alpha's record wins (same outcome class and time: the machine name), so beta's commit
+    # became empty and nothing was left to push: both sides hold alpha's record.
+    assert settled.head == git(remote, "rev-parse", "main") == git(b.repo, "rev-parse", "HEAD")
+    assert json.loads((b.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_0.json").read_text())[
+        "worker"]["machine"] == "alpha"
