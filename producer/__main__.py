@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -31,7 +31,7 @@ from benchmark.spec import Spec, load_spec
 from benchmark.spec_slice import SpecSlice, report_command, slice_options
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
-from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table
+from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table, sync_table
 from worker.queue.state import QueueState, connect
 from worker.settings import Settings, check_broker_url, redact_url
 
@@ -197,14 +197,20 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch) -> No
             return status_table(collect_status(spec, list(policies), obj.state, obj.settings.results_dir,
                                                obj.settings.queues[0]))
 
+    def view() -> Group:
+        parts = [table()]
+        if (syncs := sync_table(obj.state)) is not None:
+            parts.append(syncs)
+        return Group(*parts)
+
     if not watch or not console.is_terminal:
-        console.print(table())  # piped: one snapshot, then exit (a live view would never end)
+        console.print(view())  # piped: one snapshot, then exit (a live view would never end)
         return
     try:
-        with Live(table(), refresh_per_second=1) as live:
+        with Live(view(), refresh_per_second=1) as live:
             while True:
                 time.sleep(2)
-                live.update(table())
+                live.update(view())
     except KeyboardInterrupt:
         pass  # Ctrl-C is how --watch ends
 

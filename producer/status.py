@@ -130,6 +130,31 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def sync_table(state: QueueState) -> Table | None:
+    """Each machine's results sync: its last successful cycle (time, commit pushed), the
+    records its journal held then, and its last error (None when no machine syncs)."""
+    statuses = state.sync_statuses()
+    if not statuses:
+        return None
+    rows, errors = [], []
+    for machine, fields in statuses.items():
+        last_ok = float(fields["last_ok"]) if fields.get("last_ok") else None
+        rows.append([machine, _when(last_ok), (fields.get("commit") or "-")[:12], fields.get("pending", "-"),
+                     "yes" if fields.get("last_error") else "-"])
+        if fields.get("last_error"):
+            failed_at = _when(float(fields.get("error_at") or 0))
+            errors.append(f"sync {machine} failed at {failed_at}: {fields['last_error']}")
+    table = fill_table(new_table("results sync"), ["machine", "last sync", "commit", "waiting", "error"], rows)
+    if errors:
+        table.caption = "\n".join(errors)
+        table.caption_style = "red"
+    return table
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "never"
+
+
 def known_policies(state: QueueState, spec_sha: str) -> list[str]:
     """Policies with episodes enqueued or done for a spec, from Redis."""
     ids = state.done(spec_sha) | set(state.enqueued(spec_sha))
