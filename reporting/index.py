@@ -42,6 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.spec import resolve_spec_path
 from benchmark.spec_slice import WHOLE_SPEC, SpecSlice
+from benchmark.sync_journal import make_state_dir, state_dir
 from reporting.aggregate import build_report
 from reporting.entries import Entry
 from reporting.errors import ReportError
@@ -129,7 +130,7 @@ class Change:
 
 
 def default_index_path(results_dir: Path) -> Path:
-    return results_dir.resolve().parent / ".rtbench" / "report-index.sqlite"
+    return state_dir(results_dir.resolve()) / "report-index.sqlite"
 
 
 class RecordIndex:
@@ -138,7 +139,10 @@ class RecordIndex:
     def __init__(self, results_dir: Path, index_path: Path) -> None:
         self.root = os.fspath(results_dir)
         self.index_path = index_path
-        index_path.parent.mkdir(parents=True, exist_ok=True)
+        if index_path.parent == state_dir(results_dir.resolve()):
+            make_state_dir(results_dir)  # ignored by git: it may sit inside the results clone
+        else:
+            index_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()
         except OperationalError as exc:

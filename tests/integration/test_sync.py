@@ -201,7 +201,8 @@ def test_a_cycle_killed_mid_rebase_is_settled_by_the_next(tmp_path, remote):
     git(b.repo, "add", "-A", "results")
     git(b.repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "--quiet", "-m", "local")
     git(b.repo, "fetch", "--quiet", "origin")
-    subprocess.run(["git", "-C", str(b.repo), "rebase", "origin/main"], capture_output=True)  # stops: conflict
+    subprocess.run(["git", "-C", str(b.repo), "-c", "user.name=b", "-c", "user.email=b@x", "rebase", "origin/main"],
+                   capture_output=True)  # stops at the conflict
     assert in_rebase(b)  # as a sync process killed mid-cycle leaves it
     settled = run_cycle(b)
     assert not in_rebase(b) and len(settled.conflicts) == 1

@@ -1,0 +1,116 @@
+"""Results sync: one cycle adding 1,000 records to clones holding 10,000 and 100,000 committed
+records, against ``git add -A && git commit`` of 1,000 records on the same clone in the same run.
+
+    .venv/bin/python tests/perf/perf_sync.py            # ~3 minutes, ~2 GB of temporary files
+
+Targets: the cycle (stage from the journal, commit, fetch, rebase, push to a local bare
+remote) at most 0.3x the baseline on the 100,000-record clone, and growing at most 2x from
+10,000 to 100,000 committed records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmark.episodes import EpisodeKey
+from benchmark.results import new_record, write_record
+from worker.sync import SyncTarget, run_cycle
+
+SETTINGS = [f"bias_lm_s{i:02d}" for i in range(20)]
+TASKS = [f"task_{i:02d}" for i in range(50)]
+ADDED = 1_000
+RUNS = 3
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True)
+
+
+def record(policy: str, setting: str, task: str, repeat: int) -> dict:
+    config = {"perturbation_type": "bias", "params": {"b": [0.1] * 14}}
+    return new_record(EpisodeKey(policy, setting, task, repeat), success=repeat % 3 == 0, error=None, steps=100,
+                      seed=repeat, perturbation_log={"config": config},
+                      spec_name="full", spec_sha256="0" * 64, backend="kinematic", started_at="2026-11-30T10:00:00",
+                      finished_at="2026-11-30T10:01:00", duration_s=60.0, worker={"machine": "perf"})
+
+
+def write_plain(results: Path, policy: str, count: int) -> None:
+    """Committed history, written fast (no fsync, no journal): only the repository's size matters."""
+    for i in range(count):
+        key = EpisodeKey(policy, SETTINGS[i % 20], TASKS[(i // 20) % 50], i // 1000)
+        path = results / f"{key.id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record(*key.id.split("/")[:3], i // 1000), indent=2))
+
+
+def make_clone(root: Path, committed: int) -> SyncTarget:
+    remote = root / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(remote)], check=True)
+    clone = root / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(clone)], check=True, capture_output=True)
+    write_plain(clone / "results", "Base", committed)
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=perf", "-c", "user.email=perf@x", "commit", "--quiet", "-m", "history")
+    git(clone, "push", "--quiet", "origin", "HEAD:main")
+    target = SyncTarget.find(clone / "results", "perf")
+    run_cycle(target)  # configures the clone (index v4, untracked cache) as in production
+    return target
+
+
+def add_records(target: SyncTarget, policy: str, count: int) -> None:
+    for i in range(count):
+        write_record(target.results_dir, record(policy, SETTINGS[i % 20], TASKS[(i // 20) % 50], i // 1000),
+                     sync_directory=False)
+
+
+def cycle_time(target: SyncTarget, run: int) -> float:
+    add_records(target, f"Cycle{run}", ADDED)
+    start = time.perf_counter()
+    result = run_cycle(target)
+    elapsed = time.perf_counter() - start
+    assert result.committed == ADDED and result.pushed, result
+    return elapsed
+
+
+def baseline_time(target: SyncTarget, run: int) -> float:
+    add_records(target, f"Plain{run}", ADDED)
+    start = time.perf_counter()
+    git(target.repo, "add", "-A")
+    git(target.repo, "-c", "user.name=perf", "-c", "user.email=perf@x", "commit", "--quiet", "-m", "plain")
+    return time.perf_counter() - start
+
+
+def measure(committed: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as directory:
+        started = time.perf_counter()
+        target = make_clone(Path(directory), committed)
+        print(f"  clone with {committed:,} committed records made in {time.perf_counter() - started:.0f} s")
+        cycles = [cycle_time(target, run) for run in range(RUNS)]
+        plain = [baseline_time(target, run) for run in range(RUNS)]
+        # The baseline's commits are local: the clone stays as the cycle left it otherwise.
+        return statistics.median(cycles), statistics.median(plain)
+
+
+def main() -> int:
+    os.environ.setdefault("GIT_AUTHOR_DATE", "2026-11-30T10:00:00")
+    small_cycle, small_plain = measure(10_000)
+    print(f"10,000 committed: cycle +{ADDED:,} {small_cycle:.3f} s, git add -A && git commit {small_plain:.3f} s")
+    cycle, plain = measure(100_000)
+    print(f"100,000 committed: cycle +{ADDED:,} {cycle:.3f} s, git add -A && git commit {plain:.3f} s")
+    ratio, growth = cycle / plain, cycle / small_cycle
+    print(f"1. cycle vs git add -A && git commit (100,000 committed): {ratio:.2f}x   target <= 0.3x -> "
+          f"{'ok' if ratio <= 0.3 else 'MISSED'}")
+    print(f"2. cycle growth from 10,000 to 100,000 committed: {growth:.2f}x   target <= 2x -> "
+          f"{'ok' if growth <= 2 else 'MISSED'}")
+    return 0 if ratio <= 0.3 and growth <= 2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
