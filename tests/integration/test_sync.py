@@ -212,3 +212,18 @@ def test_a_cycle_killed_mid_rebase_is_settled_by_the_next(tmp_path, remote):
     assert settled.head == git(remote, "rev-parse", "main") == git(b.repo, "rev-parse", "HEAD")
     assert json.loads((b.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_0.json").read_text())[
         "worker"]["machine"] == "alpha"
+
+
+def test_without_a_push_slot_the_commit_waits_for_the_next_cycle(tmp_path, remote, broker):
+    from worker.queue.state import QueueState
+
+    state = QueueState(broker)
+    assert [state.take_push_slot(4) for _ in range(5)] == [True, True, True, True, False]  # the fleet's minute
+    a = machine(tmp_path, remote, "alpha")
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    waiting = run_cycle(a, push_allowed=lambda: False)
+    assert waiting.committed == 1 and not waiting.pushed and "budget" in (waiting.deferred or "")
+    assert remote_records(remote) == set()
+    later = run_cycle(a)
+    assert later.committed == 0 and later.pushed
+    assert remote_records(remote) == {"results/P/bias_lm_always_on/click_bell/episode_0.json"}
