@@ -49,6 +49,11 @@ BACKOFF_S = 1.0  # the first retry after a rejected push waits up to this, doubl
 PENDING = f"{JOURNAL_NAME}.pending"
 # A URL's user-info (user:password@ or token@): hidden in every message.
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+# glibc's allocator gives memory back to the system after each object git compresses and takes
+# it again for the next: thousands of brk calls a cycle, 80% of `git fast-import`'s time for
+# 1,000 records here (0.25 s -> 0.05 s). A short-lived git process can keep what it took.
+_MALLOC = {"MALLOC_TOP_PAD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+           "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 # What a push says when another machine pushed first (or at the same moment): fetch and retry.
 _PUSH_RACES = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
                "incorrect old value")
@@ -147,7 +152,7 @@ class GitFailed(SyncError):
 
 def _git(repo: Path, *args: str, data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_LITERAL_PATHSPECS": "1",
-           "LC_ALL": "C"}
+           "LC_ALL": "C", **_MALLOC}
     # Never wait for a password or a host-key prompt: fail, and say so.
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     try:
@@ -333,20 +338,19 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
             part.unlink(missing_ok=True)
         tracking = f"refs/remotes/{target.remote}/{branch}"
         before = _rev(target.repo, tracking)
-        ours = set(_changed(target, before, "HEAD")) if before else set()
         try:
-            _exchange(target, branch, tracking, result, push_allowed, sleep)
+            fetched = _exchange(target, branch, tracking, result, push_allowed, sleep)
         finally:
             _abort_rebase(target)
-        after = _rev(target.repo, tracking)
-        if after and after != before:
-            result.pulled = [p for p in _changed(target, before, after) if p not in ours]
+        if fetched and fetched != before:  # what the remote had gained before our push: others' work
+            result.pulled = _changed(target, before, fetched)
     return result
 
 
 def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResult,
-              push_allowed: Callable[[], bool], sleep: Callable[[float], None]) -> None:
-    """Fetch, rebase and push until the remote holds our commits, a bounded number of times."""
+              push_allowed: Callable[[], bool], sleep: Callable[[float], None]) -> str | None:
+    """Fetch, rebase and push until the remote holds our commits, a bounded number of times.
+    Returns the remote head last fetched (what our commits now sit on)."""
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         remote_head = _fetch(target, branch, tracking)
         if remote_head is not None and not _is_ancestor(target, remote_head, "HEAD"):
@@ -354,10 +358,10 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
         head = _rev(target.repo, "HEAD")
         if head == remote_head:
             result.head = head
-            return
+            return remote_head
         if not push_allowed():
             result.deferred = "the fleet's push budget for this minute is spent"
-            return
+            return remote_head
         result.push_attempts = attempt
         # No delta search: records are small and the search costs more than it saves.
         pushed = _git(target.repo, "-c", "pack.window=0", "push", "--porcelain", target.remote,
@@ -365,7 +369,7 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
         if pushed.returncode == 0:
             _git(target.repo, "update-ref", tracking, "HEAD")
             result.pushed, result.head = True, head
-            return
+            return remote_head
         text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
         if not any(race in text for race in _PUSH_RACES):
             why = next((line.strip() for line in text.splitlines() if "rejected" in line), _last_line(text))

@@ -129,7 +129,8 @@ def test_the_same_episode_written_on_two_machines_converges_by_the_rule(tmp_path
     second = run_cycle(b)  # rebases on alpha's commit: both files conflict
     assert second.pushed and len(second.conflicts) == 2
     assert all(c.startswith("conflicts/results/P/bias_lm_always_on/click_bell/") for c in second.conflicts)
-    run_cycle(a)
+    third = run_cycle(a)  # alpha pulls beta's winning record (its own stood for episode 1)
+    assert third.pulled == ["results/P/bias_lm_always_on/click_bell/episode_0.json"]
     for name in ("episode_0.json", "episode_1.json"):
         on_a = (a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / name).read_bytes()
         on_b = (b.results_dir / "P" / "bias_lm_always_on" / "click_bell" / name).read_bytes()
