@@ -23,13 +23,10 @@ line that names what to do; credentials never appear in it.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import random
-import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -37,81 +34,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmark.errors import BenchmarkError
 from benchmark.results import is_record_file_name, preferred_record
-from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part, state_dir
+from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part
+from worker.git_run import SyncBusy, SyncError, git, last_line, redact, rev
+from worker.sync_commit import commit_records
+from worker.sync_target import SyncTarget
 
 log = logging.getLogger(__name__)
 
-GIT_TIMEOUT_S = 600.0
 PUSH_ATTEMPTS = 5
 BACKOFF_S = 1.0  # the first retry after a rejected push waits up to this, doubling
 PENDING = f"{JOURNAL_NAME}.pending"
-# A URL's user-info (user:password@ or token@): hidden in every message.
-_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
-# glibc's allocator gives memory back to the system after each object git compresses and takes
-# it again for the next: thousands of brk calls a cycle, 80% of `git fast-import`'s time for
-# 1,000 records here (0.25 s -> 0.05 s). A short-lived git process can keep what it took.
-_MALLOC = {"MALLOC_TOP_PAD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-           "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 # What a push says when another machine pushed first (or at the same moment): fetch and retry.
 _PUSH_RACES = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
                "incorrect old value")
 _TOKEN_USERS = ("x-access-token", "oauth2", "oauth", "gitlab-ci-token")
 _TOKEN_PREFIXES = ("ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-")
-
-
-class SyncError(BenchmarkError):
-    """A cycle that could not finish; the clone is clean and nothing written is lost."""
-
-
-class SyncBusy(SyncError):
-    """Another cycle holds this clone."""
-
-
-def redact(text: str) -> str:
-    return _USERINFO.sub(r"\1***@", text)
-
-
-@dataclass(frozen=True)
-class SyncTarget:
-    """The clone that holds the results folder, and what to stage in it."""
-
-    results_dir: Path  # absolute
-    repo: Path  # the clone's top level
-    machine: str
-    extra_paths: tuple[Path, ...] = ()  # absolute, inside the clone
-    remote: str = "origin"
-    git_dir: Path = Path(".git")  # absolute (a worktree's own one in a linked worktree)
-    object_format: str = "sha1"  # or sha256: how blob ids are computed
-
-    @classmethod
-    def find(cls, results_dir: Path, machine: str, extra_paths: tuple[str, ...] = ()) -> SyncTarget:
-        results = Path(os.path.abspath(results_dir))
-        if not results.is_dir():
-            raise SyncError(f"results folder {results} does not exist; set RTBENCH_RESULTS_DIR to a folder "
-                            "inside a clone of the results repository")
-        found = _git(results, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--show-object-format",
-                     check=False)
-        if found.returncode != 0:
-            raise SyncError(f"results folder {results} is not inside a git clone; clone the results repository "
-                            "and point RTBENCH_RESULTS_DIR into it")
-        top, git_dir, object_format = found.stdout.decode().splitlines()[:3]
-        repo = Path(top)
-        extras = []
-        for extra in extra_paths:
-            path = Path(os.path.abspath(repo / extra))
-            if repo not in path.parents and path != repo:
-                raise SyncError(f"RTBENCH_SYNC_PATHS: {extra} is outside the clone {repo}")
-            extras.append(path)
-        return cls(results, repo, machine, tuple(extras), git_dir=Path(git_dir), object_format=object_format)
-
-    @property
-    def state(self) -> Path:
-        return state_dir(self.results_dir)
-
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.repo).as_posix()
 
 
 @dataclass
@@ -141,33 +79,6 @@ class CycleResult:
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} conflict(s), losers kept: {', '.join(self.conflicts)}")
         return "; ".join(parts)
-
-
-class GitFailed(SyncError):
-    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
-        self.returncode, self.stderr = returncode, stderr
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
-        super().__init__(f"git {args[0]} failed ({returncode}): {last}")
-
-
-def _git(repo: Path, *args: str, data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_LITERAL_PATHSPECS": "1",
-           "LC_ALL": "C", **_MALLOC}
-    # Never wait for a password or a host-key prompt: fail, and say so.
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    try:
-        result = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, env=env,
-                                timeout=GIT_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise SyncError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s (network?)") from None
-    if check and result.returncode != 0:
-        raise GitFailed(args, result.returncode, redact(result.stderr.decode(errors="replace")))
-    return result
-
-
-def _rev(repo: Path, ref: str) -> str | None:
-    found = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
-    return found.stdout.decode().strip() if found.returncode == 0 else None
 
 
 def check_remote_url(url: str, remote: str) -> None:
@@ -203,21 +114,21 @@ def prepare_clone(target: SyncTarget) -> None:
     """Settle what a killed cycle left, and configure the clone for many small files (once)."""
     if _rebase_in_progress(target):
         log.warning("sync %s: a rebase was left in progress (a cycle was killed); aborting it", target.machine)
-        _git(target.repo, "rebase", "--abort", check=False)
+        git(target.repo, "rebase", "--abort", check=False)
     index_lock = target.git_dir / "index.lock"
     if index_lock.exists() and time.time() - index_lock.stat().st_mtime > 60:
         # We hold the clone's sync lock and only the sync process runs git here: a lock this old
         # was left by a killed git.
         log.warning("sync %s: removing a stale %s", target.machine, index_lock)
         index_lock.unlink(missing_ok=True)
-    if _git(target.repo, "config", "--get", "rtbench.configured", check=False).returncode != 0:
+    if git(target.repo, "config", "--get", "rtbench.configured", check=False).returncode != 0:
         # Index v4 (prefix-compressed paths), the untracked cache, a split index (an index write
         # costs what changed, not the 100,000 entries) and commit graphs.
         for key, value in (("feature.manyFiles", "true"), ("index.version", "4"), ("core.untrackedCache", "true"),
                            ("core.splitIndex", "true"), ("fetch.writeCommitGraph", "true"),
                            ("gc.writeCommitGraph", "true"), ("rtbench.configured", "1")):
-            _git(target.repo, "config", key, value)
-        _git(target.repo, "update-index", "--index-version", "4")
+            git(target.repo, "config", key, value)
+        git(target.repo, "update-index", "--index-version", "4")
 
 
 def take_journal(target: SyncTarget) -> list[Path]:
@@ -242,78 +153,9 @@ def journal_records(target: SyncTarget, parts: list[Path]) -> list[str]:
 
 def scanned_records(target: SyncTarget) -> list[str]:
     """Record files git does not have, or has in another version (the journal missed them)."""
-    listed = _git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--",
+    listed = git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--",
                   target.relative(target.results_dir)).stdout.decode().split("\0")
     return [path for path in listed if path and is_record_file_name(path.rsplit("/", 1)[-1])]
-
-
-def commit_records(target: SyncTarget, branch: str, paths: list[str]) -> tuple[int, list[str]]:
-    """One commit of the records (and the changed extra paths) that differ from HEAD, written by
-    ``git fast-import`` as one pack: ``git add`` and ``git commit`` would write a loose object
-    per file and per folder, which on many filesystems costs more than everything else of the
-    cycle. The index is then told the committed blobs, so the work tree reads as clean. What the
-    user staged by hand is left alone. Returns the number of record files committed and their
-    policies."""
-    extras = [target.relative(p) for p in target.extra_paths if p.exists()]
-    deleted: list[str] = []
-    if extras:
-        listed = _git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--", *extras)
-        paths = paths + [p for p in listed.stdout.decode().split("\0") if p]
-        deleted = [p for p in _git(target.repo, "ls-files", "-z", "--deleted", "--", *extras).stdout.decode()
-                   .split("\0") if p]
-    known = _indexed_blobs(target, paths)
-    algorithm = target.object_format
-    changed: dict[str, tuple[bytes, str]] = {}
-    for path in dict.fromkeys(paths):
-        try:
-            data = (target.repo / path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            continue
-        blob = hashlib.new(algorithm, b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
-        if known.get(path) != blob:
-            changed[path] = (data, blob)
-    if not changed and not deleted:
-        return 0, []
-    results = target.relative(target.results_dir)
-    skip = len(results.split("/")) if results != "." else 0
-    records = [p for p in changed if results == "." or p.startswith(f"{results}/")]
-    policies = sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
-    message = f"results: {target.machine} +{len(records)} episodes ({', '.join(policies) or 'no records'})"
-    parent = _rev(target.repo, "HEAD")
-    now = int(time.time())
-    who = f"rtbench {target.machine} <rtbench@{target.machine}> {now} +0000"
-    stream = [b"feature done\n", f"commit refs/heads/{branch}\nauthor {who}\ncommitter {who}\n".encode(),
-              b"data %d\n" % len(message.encode()), message.encode(), b"\n"]
-    if parent:
-        stream.append(f"from {parent}\n".encode())
-    for path, (data, _) in changed.items():
-        stream += [f"M 100644 inline {_quoted(path)}\n".encode(), b"data %d\n" % len(data), data, b"\n"]
-    stream += [f"D {_quoted(path)}\n".encode() for path in deleted]
-    stream.append(b"done\n")
-    _git(target.repo, "fast-import", "--quiet", data=b"".join(stream))
-    index = [f"100644 {blob}\t{path}" for path, (_, blob) in changed.items()]
-    null = "0" * (64 if algorithm == "sha256" else 40)
-    index += [f"0 {null}\t{path}" for path in deleted]
-    _git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
-    return len(records), policies
-
-
-def _indexed_blobs(target: SyncTarget, paths: list[str]) -> dict[str, str]:
-    """The blob ids the index holds for these paths (what HEAD has, unless a cycle was cut short)."""
-    found: dict[str, str] = {}
-    for start in range(0, len(paths), 2000):
-        listed = _git(target.repo, "ls-files", "-z", "--stage", "--", *paths[start:start + 2000]).stdout.decode()
-        for entry in filter(None, listed.split("\0")):
-            info, path = entry.split("\t", 1)
-            found[path] = info.split()[1]
-    return found
-
-
-def _quoted(path: str) -> str:
-    """A path as fast-import reads it (C-style quotes when it has a quote, backslash or newline)."""
-    if any(c in path for c in '"\\\n') or path.startswith('"'):
-        return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return path
 
 
 def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[[], bool] = lambda: True,
@@ -322,10 +164,10 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
     result = CycleResult(target.machine)
     with cycle_lock(target, wait_s):
         prepare_clone(target)
-        branch = _git(target.repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.decode().strip()
+        branch = git(target.repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.decode().strip()
         if not branch:
             raise SyncError(f"{target.repo} is not on a branch (detached HEAD); check out the results branch")
-        url = _git(target.repo, "remote", "get-url", target.remote, check=False)
+        url = git(target.repo, "remote", "get-url", target.remote, check=False)
         if url.returncode != 0:
             raise SyncError(f"{target.repo} has no remote {target.remote!r}; add it (git remote add ...)")
         check_remote_url(url.stdout.decode().strip(), target.remote)
@@ -337,7 +179,7 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
         for part in parts:  # committed (or nothing to commit): the journal's work is done
             part.unlink(missing_ok=True)
         tracking = f"refs/remotes/{target.remote}/{branch}"
-        before = _rev(target.repo, tracking)
+        before = rev(target.repo, tracking)
         try:
             fetched = _exchange(target, branch, tracking, result, push_allowed, sleep)
         finally:
@@ -355,7 +197,7 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
         remote_head = _fetch(target, branch, tracking)
         if remote_head is not None and not _is_ancestor(target, remote_head, "HEAD"):
             _rebase(target, tracking, result)  # (a rebase with nothing to move still reads the whole tree)
-        head = _rev(target.repo, "HEAD")
+        head = rev(target.repo, "HEAD")
         if head == remote_head:
             result.head = head
             return remote_head
@@ -364,15 +206,15 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
             return remote_head
         result.push_attempts = attempt
         # No delta search: records are small and the search costs more than it saves.
-        pushed = _git(target.repo, "-c", "pack.window=0", "push", "--porcelain", target.remote,
+        pushed = git(target.repo, "-c", "pack.window=0", "push", "--porcelain", target.remote,
                       f"HEAD:refs/heads/{branch}", check=False)
         if pushed.returncode == 0:
-            _git(target.repo, "update-ref", tracking, "HEAD")
+            git(target.repo, "update-ref", tracking, "HEAD")
             result.pushed, result.head = True, head
             return remote_head
         text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
         if not any(race in text for race in _PUSH_RACES):
-            why = next((line.strip() for line in text.splitlines() if "rejected" in line), _last_line(text))
+            why = next((line.strip() for line in text.splitlines() if "rejected" in line), last_line(text))
             raise SyncError(f"push to {target.remote} refused: {why}; if the branch is protected, allow this "
                             "machine's deploy key to push to it (never force)")
         delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
@@ -385,14 +227,14 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
 def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:
     """The remote branch's head (None while a fresh remote has no such branch). An unreachable
     remote raises: the records stay committed here for the next cycle."""
-    fetched = _git(target.repo, "fetch", "--quiet", "--no-tags", target.remote, f"+refs/heads/{branch}:{tracking}",
+    fetched = git(target.repo, "fetch", "--quiet", "--no-tags", target.remote, f"+refs/heads/{branch}:{tracking}",
                    check=False)
     if fetched.returncode == 0:
-        return _rev(target.repo, tracking)
+        return rev(target.repo, tracking)
     text = redact(fetched.stderr.decode(errors="replace"))
     if "couldn't find remote ref" in text:
         return None
-    raise SyncError(f"cannot reach remote {target.remote!r}: {_last_line(text)}; the records stay committed here "
+    raise SyncError(f"cannot reach remote {target.remote!r}: {last_line(text)}; the records stay committed here "
                     "and the next cycle pushes them")
 
 
@@ -402,28 +244,28 @@ def _identity(target: SyncTarget) -> tuple[str, ...]:
 
 
 def _is_ancestor(target: SyncTarget, ancestor: str, descendant: str) -> bool:
-    return _git(target.repo, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
+    return git(target.repo, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
 
 
 def _rebase(target: SyncTarget, onto: str, result: CycleResult) -> None:
     """Rebase our commits on the remote's, settling each conflicting record by the rule."""
-    rebased = _git(target.repo, *_identity(target), "rebase", "--quiet", "--autostash", onto, check=False)
+    rebased = git(target.repo, *_identity(target), "rebase", "--quiet", "--autostash", onto, check=False)
     for _ in range(1000):  # one round per conflicting commit of ours
         if rebased.returncode == 0 and not _rebase_in_progress(target):
             return
-        conflicted = [p for p in _git(target.repo, "diff", "--name-only", "--diff-filter=U", "-z")
+        conflicted = [p for p in git(target.repo, "diff", "--name-only", "--diff-filter=U", "-z")
                       .stdout.decode().split("\0") if p]
         if not conflicted:
             if _rebase_in_progress(target):  # this commit became empty: what it added is upstream
-                rebased = _git(target.repo, *_identity(target), "rebase", "--skip", check=False)
+                rebased = git(target.repo, *_identity(target), "rebase", "--skip", check=False)
                 continue
-            raise SyncError(f"rebase on {onto} failed: {_last_line(redact(rebased.stderr.decode(errors='replace')))}")
+            raise SyncError(f"rebase on {onto} failed: {last_line(redact(rebased.stderr.decode(errors='replace')))}")
         for path in conflicted:
             result.conflicts.append(_settle(target, path))
-        _git(target.repo, "add", "--", *conflicted)
-        rebased = _git(target.repo, *_identity(target), "rebase", "--continue", check=False)
+        git(target.repo, "add", "--", *conflicted)
+        rebased = git(target.repo, *_identity(target), "rebase", "--continue", check=False)
         if rebased.returncode != 0 and "nothing to commit" in rebased.stdout.decode() + rebased.stderr.decode():
-            rebased = _git(target.repo, *_identity(target), "rebase", "--skip", check=False)
+            rebased = git(target.repo, *_identity(target), "rebase", "--skip", check=False)
     raise SyncError("rebase did not finish after 1000 rounds")
 
 
@@ -460,7 +302,7 @@ def _machine_of(raw: bytes) -> str:
 
 
 def _stage(target: SyncTarget, path: str, stage: int) -> bytes | None:
-    shown = _git(target.repo, "show", f":{stage}:{path}", check=False)
+    shown = git(target.repo, "show", f":{stage}:{path}", check=False)
     return shown.stdout if shown.returncode == 0 else None
 
 
@@ -470,20 +312,15 @@ def _rebase_in_progress(target: SyncTarget) -> bool:
 
 def _abort_rebase(target: SyncTarget) -> None:
     if _rebase_in_progress(target):
-        _git(target.repo, "rebase", "--abort", check=False)
+        git(target.repo, "rebase", "--abort", check=False)
 
 
 def _changed(target: SyncTarget, old: str | None, new: str) -> list[str]:
     """Record files added or modified between two commits (every record of ``new`` if ``old`` is None)."""
     results = target.relative(target.results_dir)
     if old is None:
-        listed = _git(target.repo, "ls-tree", "-r", "-z", "--name-only", new, results).stdout
+        listed = git(target.repo, "ls-tree", "-r", "-z", "--name-only", new, results).stdout
     else:
-        listed = _git(target.repo, "diff", "--name-only", "-z", "--no-renames", "--diff-filter=AM", old, new, "--",
+        listed = git(target.repo, "diff", "--name-only", "-z", "--no-renames", "--diff-filter=AM", old, new, "--",
                       results).stdout
     return [p for p in listed.decode().split("\0") if p and is_record_file_name(p.rsplit("/", 1)[-1])]
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no message"

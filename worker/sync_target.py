@@ -1,0 +1,51 @@
+"""Where a results sync works: the clone that holds the results folder, and what it stages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.sync_journal import state_dir
+from worker.git_run import SyncError, git
+
+
+@dataclass(frozen=True)
+class SyncTarget:
+    """The clone that holds the results folder, and what to stage in it."""
+
+    results_dir: Path  # absolute
+    repo: Path  # the clone's top level
+    machine: str
+    extra_paths: tuple[Path, ...] = ()  # absolute, inside the clone
+    remote: str = "origin"
+    git_dir: Path = Path(".git")  # absolute (a worktree's own one in a linked worktree)
+    object_format: str = "sha1"  # or sha256: how blob ids are computed
+
+    @classmethod
+    def find(cls, results_dir: Path, machine: str, extra_paths: tuple[str, ...] = ()) -> SyncTarget:
+        results = Path(os.path.abspath(results_dir))
+        if not results.is_dir():
+            raise SyncError(f"results folder {results} does not exist; set RTBENCH_RESULTS_DIR to a folder "
+                            "inside a clone of the results repository")
+        found = git(results, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--show-object-format",
+                     check=False)
+        if found.returncode != 0:
+            raise SyncError(f"results folder {results} is not inside a git clone; clone the results repository "
+                            "and point RTBENCH_RESULTS_DIR into it")
+        top, git_dir, object_format = found.stdout.decode().splitlines()[:3]
+        repo = Path(top)
+        extras = []
+        for extra in extra_paths:
+            path = Path(os.path.abspath(repo / extra))
+            if repo not in path.parents and path != repo:
+                raise SyncError(f"RTBENCH_SYNC_PATHS: {extra} is outside the clone {repo}")
+            extras.append(path)
+        return cls(results, repo, machine, tuple(extras), git_dir=Path(git_dir), object_format=object_format)
+
+    @property
+    def state(self) -> Path:
+        return state_dir(self.results_dir)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.repo).as_posix()
