@@ -53,6 +53,7 @@ def sample_rates() -> dict[tuple[str, str], float]:
     return rates
 
 
+@pytest.mark.slow  # the fixture runs 400 episodes (about 50 s)
 def test_expert_replay_succeeds_less_under_high_than_under_lm(sample_rates):
     lm = sum(sample_rates[("expert_replay", f"{t}_lm_always_on")] for t in TYPES)
     high = sum(sample_rates[("expert_replay", f"{t}_high_always_on")] for t in TYPES)
@@ -62,6 +63,7 @@ def test_expert_replay_succeeds_less_under_high_than_under_lm(sample_rates):
         assert replay_high < sample_rates[("expert_replay", f"{t}_lm_always_on")], t
 
 
+@pytest.mark.slow
 def test_perturbations_matter_and_policies_differ(sample_rates):
     assert min(sample_rates.values()) < 0.5 < max(sample_rates.values())
     differing = [t for t in TYPES for sev in ("lm", "high")
