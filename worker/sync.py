@@ -7,8 +7,8 @@
   paths (``RTBENCH_SYNC_PATHS``, e.g. ``reports/``); ``scan=True`` also finds record files the
   journal missed. Never a whole-tree ``git add -A``.
 - **Commit** once: ``results: <machine> +N episodes (<policies>)``, authored by the machine.
-  Once committed, the journal lines are done with: the commit keeps the records, and a later
-  cycle pushes it.
+  The journal's parts are deleted only when the cycle finished; after a failure the next cycle
+  reads them again (their records, committed already, add nothing new) and pushes the commit.
 - **Rebase** on the remote branch. The same episode written on two machines is settled by
   ``benchmark.results.preferred_record``, identically everywhere; the losing file is kept under
   ``.rtbench/conflicts/``.
@@ -176,14 +176,16 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
         if scan:
             paths = list(dict.fromkeys(paths + scanned_records(target)))
         result.committed, result.policies = commit_records(target, branch, paths)
-        for part in parts:  # committed (or nothing to commit): the journal's work is done
-            part.unlink(missing_ok=True)
         tracking = f"refs/remotes/{target.remote}/{branch}"
         before = rev(target.repo, tracking)
         try:
             fetched = _exchange(target, branch, tracking, result, push_allowed, sleep)
         finally:
             _abort_rebase(target)
+        # Finished: the journal's records are pushed (or wait in a commit for the push budget).
+        # A cycle that failed kept its parts; the next one finds their records committed already.
+        for part in parts:
+            part.unlink(missing_ok=True)
         if fetched and fetched != before:  # what the remote had gained before our push: others' work
             result.pulled = _changed(target, before, fetched)
     return result

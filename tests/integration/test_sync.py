@@ -157,6 +157,7 @@ def test_an_unreachable_remote_fails_cleanly_and_loses_nothing(tmp_path, remote,
             run_cycle(a)
         assert "\n" not in str(failed.value)
         assert not in_rebase(a)
+        assert len(list(a.state.glob("sync-journal.pending.*"))) == repeat + 1  # the journal kept
     moved.rename(remote)
     done = run_cycle(a)
     assert done.pushed
