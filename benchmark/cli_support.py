@@ -36,10 +36,3 @@ def user_errors(func: F) -> F:
             raise UserError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def split_names(value: str | None) -> list[str] | None:
-    """``--tasks a,b`` -> ["a", "b"]; None when the option was not given."""
-    if not value:
-        return None
-    return [part.strip() for part in value.split(",") if part.strip()]

@@ -191,9 +191,6 @@ class QueueState:
     def done(self, spec_sha: str) -> set[str]:
         return set(self.r.sscan_iter(keys.done(spec_sha), count=10_000))
 
-    def finished_since(self, spec_sha: str, since: float) -> int:
-        return int(self.r.zcount(keys.finished(spec_sha), since, "+inf"))
-
     def finish_times_since(self, spec_sha: str, since: float) -> list[float]:
         """When each episode that ended at or after ``since`` ended (epoch seconds, ascending)."""
         return [score for _, score in self.r.zrangebyscore(keys.finished(spec_sha), since, "+inf", withscores=True)]
