@@ -159,7 +159,7 @@ def scanned_records(target: SyncTarget) -> list[str]:
 
 
 def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[[], bool] = lambda: True,
-              wait_s: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> CycleResult:
+              wait_s: float = 0.0) -> CycleResult:
     """One cycle; raises ``SyncBusy`` when another holds the clone, ``SyncError`` when it cannot finish."""
     result = CycleResult(target.machine)
     with cycle_lock(target, wait_s):
@@ -179,7 +179,7 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
         tracking = f"refs/remotes/{target.remote}/{branch}"
         before = rev(target.repo, tracking)
         try:
-            fetched = _exchange(target, branch, tracking, result, push_allowed, sleep)
+            fetched = _exchange(target, branch, tracking, result, push_allowed)
         finally:
             _abort_rebase(target)
         # Finished: the journal's records are pushed (or wait in a commit for the push budget).
@@ -192,7 +192,7 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
 
 
 def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResult,
-              push_allowed: Callable[[], bool], sleep: Callable[[float], None]) -> str | None:
+              push_allowed: Callable[[], bool]) -> str | None:
     """Fetch, rebase and push until the remote holds our commits, a bounded number of times.
     Returns the remote head last fetched (what our commits now sit on)."""
     for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -221,7 +221,7 @@ def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResul
                             "machine's deploy key to push to it (never force)")
         delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
         log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
-        sleep(delay)
+        time.sleep(delay)
     raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy remote); "
                     "the commit stays local and the next cycle pushes it")
 

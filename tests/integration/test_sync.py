@@ -79,19 +79,28 @@ def in_rebase(target: SyncTarget) -> bool:
 
 
 @pytest.mark.slow
-def test_three_machines_syncing_concurrently_end_with_exactly_the_union(tmp_path, remote):
+def test_three_machines_syncing_concurrently_end_with_exactly_the_union(tmp_path, remote, monkeypatch):
+    import worker.sync
+
+    monkeypatch.setattr(worker.sync, "BACKOFF_S", 0.1)  # jittered retries, quicker than in production
     machines = [machine(tmp_path, remote, f"m{i}") for i in range(3)]
     episodes = [(s, t, r) for s in SETTINGS for t in TASKS for r in range(100)]  # 2,000 per machine
     failures: list[BaseException] = []
+    outran: list[str] = []  # cycles whose pushes lost every race: allowed, their commit waits
 
     def work(index: int, target: SyncTarget) -> None:
         try:
-            mine = episodes  # distinct by policy: each machine runs its own policy
-            for cycle in range(30):
-                for s, t, r in mine[cycle::30]:
+            for cycle in range(30):  # each machine runs its own policy: distinct records
+                for s, t, r in episodes[cycle::30]:
                     write_record(target.results_dir, record(f"P{index}", s, t, r, target.machine),
                                  sync_directory=False)
-                run_cycle(target, sleep=lambda s: None)
+                try:
+                    run_cycle(target)
+                except SyncError as exc:
+                    if "still rejected" not in str(exc):
+                        raise
+                    outran.append(target.machine)
+                assert not in_rebase(target)
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
 
@@ -101,6 +110,7 @@ def test_three_machines_syncing_concurrently_end_with_exactly_the_union(tmp_path
     for thread in threads:
         thread.join(timeout=600)
     assert not failures, failures
+    assert len(outran) < 30, outran  # races are lost now and then, not as a rule
     for target in machines:  # a last cycle each: every machine has pushed and pulled everything
         run_cycle(target)
     wanted = {f"results/P{i}/{s}/{t}/episode_{r}.json" for i in range(3) for s, t, r in episodes}
