@@ -66,7 +66,7 @@ def note_written(results_dir: str | os.PathLike[str], relative_path: str) -> Non
                     os.write(fd, (relative_path + "\n").encode())
                     return
             except FileNotFoundError:
-                pass
+                pass  # renamed away by the cycle after our open: the loop opens the new journal
             finally:
                 os.close(fd)
         raise OSError(f"{path} kept changing while a line was appended")

@@ -111,7 +111,7 @@ def blocked_lines(blocked: list[dict]) -> list[str]:
     """One line per blocked worker: machine, worker, why, since when, and what to do."""
     lines = []
     for notice in blocked:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(notice.get("since", 0)))
+        since = _when(notice.get("since", 0))
         lines.append(f"BLOCKED {notice.get('machine')} ({notice.get('worker')}): {notice.get('reason')} "
                      f"in {notice.get('path')}, since {since}; it takes episodes again once the folder is writable")
     return lines

@@ -42,7 +42,8 @@ def sync_results(jitter: bool = True) -> str:
 
 
 def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) -> CycleResult:
-    """One cycle with its bookkeeping; ``SyncError`` is logged (one line), noted and raised."""
+    """One cycle with its bookkeeping; a failure is logged (one line), noted in Redis and raised
+    as ``SyncError`` (an OS error, e.g. an unwritable ``.rtbench/``, too)."""
     state = QueueState(connect(settings.broker_url))
     machine = settings.machine
     try:
@@ -51,10 +52,11 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
                            push_allowed=lambda: _push_slot(state, settings.sync_pushes_per_minute))
     except SyncBusy:
         raise
-    except SyncError as exc:
-        log.error("sync %s failed: %s", machine, exc)
-        _note(state, machine, last_error=str(exc), error_at=time.time(), pending=_pending(settings))
-        raise
+    except (SyncError, OSError) as exc:
+        error = exc if isinstance(exc, SyncError) else SyncError(f"{type(exc).__name__}: {exc}")
+        log.error("sync %s failed: %s", machine, error)
+        _note(state, machine, last_error=str(error), error_at=time.time(), pending=_pending(settings))
+        raise error from None
     done = _mark_pulled_done(target, result.pulled, state)
     log.info("%s%s", result.line(), f"; {done} pulled record(s) joined the done-set" if done else "")
     fields = {"last_run": time.time(), "pending": _pending(settings), "last_error": "", "committed": result.committed}

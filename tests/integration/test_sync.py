@@ -239,3 +239,18 @@ def test_without_a_push_slot_the_commit_waits_for_the_next_cycle(tmp_path, remot
     later = run_cycle(a)
     assert later.committed == 0 and later.pushed
     assert remote_records(remote) == {"results/P/bias_lm_always_on/click_bell/episode_0.json"}
+
+
+def test_an_os_error_in_a_cycle_is_one_line_noted_for_status(tmp_path, remote, redis_server, broker):
+    from worker.queue.state import QueueState
+    from worker.settings import Settings
+    from worker.sync_task import sync_once
+
+    a = machine(tmp_path, remote, "alpha")
+    (a.state / "sync.lock").mkdir(parents=True)  # the cycle's lock cannot be opened
+    settings = Settings(broker_url=redis_server, results_dir=a.results_dir, machine="alpha")
+    with pytest.raises(SyncError, match="IsADirectoryError") as failed:
+        sync_once(settings)
+    assert "\n" not in str(failed.value)
+    noted = QueueState(broker).sync_statuses()["alpha"]
+    assert "sync.lock" in noted["last_error"] and "last_ok" not in noted
