@@ -69,6 +69,8 @@ class RunSettings:
         for name, key in (("MACHINE", "machine"), ("BACKEND", "backend")):
             if (value := read(env, name)) is not None:
                 values[key] = value
+        if "machine" not in values and (path := read(env, "MACHINE_FILE")) is not None:
+            values["machine"] = machine_from_file(path)
         if (device := read(env, "DEVICE")) is not None:
             values["device"] = check_device(device, "RTBENCH_DEVICE")
         if (flag := read(env, "SKIP_EXPERT_CHECK")) is not None:
@@ -101,6 +103,20 @@ class RunSettings:
 def read(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(f"RTBENCH_{name}")
     return value if value not in (None, "") else None
+
+
+def machine_from_file(path: str) -> str:
+    """The machine name in the first line of ``path``: a container names its machine after the
+    host by mounting the host's /etc/hostname (its own host name is the container id)."""
+    try:
+        name = Path(path).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        reason = "it is empty" if isinstance(exc, IndexError) else exc
+        raise SettingsError(f"RTBENCH_MACHINE_FILE={path!r}: cannot read the machine name ({reason}); "
+                            "mount the host's /etc/hostname there, or set RTBENCH_MACHINE") from None
+    if not name:
+        raise SettingsError(f"RTBENCH_MACHINE_FILE={path!r}: the first line is empty; set RTBENCH_MACHINE")
+    return name
 
 
 def check_device(device: str, where: str) -> str:

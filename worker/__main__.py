@@ -23,6 +23,7 @@ from benchmark.backends import available_backends
 from benchmark.cli_support import user_errors
 from benchmark.run_settings import check_device
 from worker.gpu import lease_gpu, pin, visible_gpus
+from worker.heartbeat import Heartbeat, start_heartbeat
 from worker.settings import Settings, SettingsError, queue_names, use
 
 log = logging.getLogger("worker")
@@ -60,14 +61,16 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         raise SettingsError(f"RTBENCH_BACKEND={settings.backend!r}: unknown backend; known backends: "
                             f"{', '.join(available_backends())} (add one through the 'rtbench.backends' "
                             "entry-point group)")
+    heartbeat = Heartbeat(settings.heartbeat_file, f"worker{os.getpid()}@{settings.machine}") \
+        if settings.heartbeat_file else None
+    spare = (lambda: heartbeat.beat("spare, waiting for a GPU")) if heartbeat else None
     gpu = None
     if settings.gpu is not None:
-        lease = lease_gpu(settings.gpu_lock_dir, [str(settings.gpu)])
-        gpu = lease.gpu
+        gpu = lease_gpu(settings.gpu_lock_dir, [str(settings.gpu)], on_wait=spare).gpu
     elif lease_gpus or (lease_gpus is None and settings.device != "cpu"):
         gpus = visible_gpus()
         if gpus:
-            gpu = lease_gpu(settings.gpu_lock_dir, gpus).gpu
+            gpu = lease_gpu(settings.gpu_lock_dir, gpus, on_wait=spare).gpu
         elif lease_gpus:
             raise SettingsError("--lease-gpus: no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, "
                                 "nvidia-smi -L)")
@@ -80,6 +83,7 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         name = f"gpu{gpu}@{settings.machine}"
     else:
         name = f"cpu{os.getpid()}@{settings.machine}"
+    start_heartbeat(settings.heartbeat_file, name)
     use(settings)  # the Celery app, its consumer and the pool children (forked) use these
     log.info("worker %s starting: %s", name, settings.redacted())
     from worker.tasks import prepare_child_context
@@ -117,8 +121,12 @@ def sync(once: bool, scan: bool, loglevel: str) -> None:
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     use(settings)
+    from worker.git_run import use_deploy_key
     from worker.sync import SyncError
     from worker.sync_task import sync_once
+
+    if settings.deploy_key_file is not None:
+        use_deploy_key(settings.deploy_key_file)  # an unreadable key: exit 2, naming the variable
 
     if once:
         try:
@@ -139,6 +147,7 @@ def sync(once: bool, scan: bool, loglevel: str) -> None:
         with contextlib.suppress(SyncError):  # logged and noted by sync_once
             sync_once(settings, wait_s=60.0)
 
+    start_heartbeat(settings.heartbeat_file, f"sync@{settings.machine}")
     schedule = make_state_dir(settings.results_dir) / "celerybeat-schedule"
     status = celery_command.main(["--app=worker.app:app", "worker", "--pool=solo", "--concurrency=1", "--beat",
                                   f"--schedule={schedule}", f"--hostname=sync@{settings.machine}",

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
+from benchmark.run_settings import SettingsError
 
 GIT_TIMEOUT_S = 600.0
 # A URL's user-info (user:password@ or token@): hidden in every message.
@@ -58,6 +60,26 @@ def git(repo: Path, *args: str, data: bytes | None = None, check: bool = True) -
     if check and result.returncode != 0:
         raise GitFailed(args, result.returncode, redact(result.stderr.decode(errors="replace")))
     return result
+
+
+def use_deploy_key(key_file: Path) -> None:
+    """Make this process's git use ``key_file`` for ssh remotes.
+
+    Compose mounts a secret with the host file's owner and mode, which ssh refuses for a key
+    ("unprotected private key file") or cannot read as another user; a private copy, readable
+    by this user only, is what ssh wants. A host key seen for the first time is accepted and
+    remembered (~/.ssh/known_hosts; mount one there to pin it), a changed one is refused."""
+    try:
+        key = key_file.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"RTBENCH_DEPLOY_KEY_FILE={str(key_file)!r}: cannot read the deploy key ({exc.strerror}); "
+                        "give the container user read access to the file the secret comes from") from None
+    copy = Path(tempfile.mkdtemp(prefix="rtbench-ssh-")) / "deploy_key"
+    descriptor = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(key)
+    os.environ["GIT_SSH_COMMAND"] = (f"ssh -i {copy} -o IdentitiesOnly=yes -o BatchMode=yes "
+                                     "-o StrictHostKeyChecking=accept-new")
 
 
 def rev(repo: Path, ref: str) -> str | None:

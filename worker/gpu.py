@@ -73,13 +73,17 @@ def try_lease(lock_dir: Path, gpus: Sequence[str]) -> GpuLease | None:
     return None
 
 
-def lease_gpu(lock_dir: Path, gpus: Sequence[str], *, poll_s: float = 1.0, log_every_s: float = 60.0) -> GpuLease:
-    """Wait (as a hot spare) until one of ``gpus`` is free, saying why once a minute."""
+def lease_gpu(lock_dir: Path, gpus: Sequence[str], *, poll_s: float = 1.0, log_every_s: float = 60.0,
+              on_wait: Callable[[], None] | None = None) -> GpuLease:
+    """Wait (as a hot spare) until one of ``gpus`` is free, saying why once a minute and
+    calling ``on_wait`` (the heartbeat) at every look."""
     last_log = float("-inf")
     while True:
         lease = try_lease(lock_dir, gpus)
         if lease is not None:
             return lease
+        if on_wait is not None:
+            on_wait()
         if time.monotonic() - last_log >= log_every_s:
             log.warning("all %d GPUs (%s) are leased by other workers (locks in %s); waiting as a hot spare",
                         len(gpus), ",".join(gpus), lock_dir)

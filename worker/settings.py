@@ -74,6 +74,10 @@ class Settings(RunSettings):
     sync_interval_s: float = field(default=600.0, metadata={"env": "sync_interval"})
     sync_paths: tuple[str, ...] = ()
     sync_pushes_per_minute: int = 4
+    # Rewritten while the worker is alive, for the container health check (worker/heartbeat.py).
+    heartbeat_file: Path | None = None
+    # The results sync's ssh key (a compose secret); None: git's own ssh configuration.
+    deploy_key_file: Path | None = None
 
     @property
     def torch_device(self) -> str:
@@ -107,6 +111,9 @@ class Settings(RunSettings):
             values["broker_url"] = check_broker_url(url, "RTBENCH_BROKER_URL")
         if (value := read(env, "GPU_LOCK_DIR")) is not None:
             values["gpu_lock_dir"] = Path(value)
+        for name, key in (("HEARTBEAT_FILE", "heartbeat_file"), ("DEPLOY_KEY_FILE", "deploy_key_file")):
+            if (value := read(env, name)) is not None:
+                values[key] = Path(value)
         if (value := read(env, "QUEUES")) is not None:
             values["queues"] = queue_names(value, "RTBENCH_QUEUES")
         if (value := read(env, "PRELOAD_SPECS")) is not None:

@@ -6,6 +6,8 @@ import json
 import os
 import shlex
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from benchmark.spec import load_spec
@@ -218,22 +220,38 @@ def test_redis_restart_with_aof_loses_nothing(tmp_path, queue_env, producer, wor
 
 def test_gpu_leases_are_distinct_and_a_spare_takes_over(workers, broker, tmp_path):
     env = {"CUDA_VISIBLE_DEVICES": "0,1", "RTBENCH_DEVICE": "cpu"}
-    first = workers("--lease-gpus", env=env)
-    second = workers("--lease-gpus", env=env)
+    beats = [tmp_path / f"heartbeat-{i}" for i in range(3)]  # each one's health check reads its own
+    first = workers("--lease-gpus", env={**env, "RTBENCH_HEARTBEAT_FILE": str(beats[0])})
+    second = workers("--lease-gpus", env={**env, "RTBENCH_HEARTBEAT_FILE": str(beats[1])})
     names = {w.pid: w.log_text() for w in (first, second)}
     assert any("gpu0@testbox" in text for text in names.values())
     assert any("gpu1@testbox" in text for text in names.values())
-    spare = workers("--lease-gpus", env=env, ready=False)
+    spare = workers("--lease-gpus", env={**env, "RTBENCH_HEARTBEAT_FILE": str(beats[2])}, ready=False)
     wait_for(lambda: "waiting as a hot spare" in spare.log_text(), 30, "the spare to say why it waits")
     assert " ready." not in spare.log_text()
+    said = [health_check(beat) for beat in beats]
+    assert [code for code, _ in said] == [0, 0, 0], said  # a spare is healthy: it waits on purpose
+    assert {line.split()[1] for _, line in said[:2]} == {"gpu0@testbox", "gpu1@testbox"}
+    assert "spare, waiting for a GPU" in said[2][1]
     freed = "gpu0" if "gpu0@testbox" in first.log_text() else "gpu1"
     first.kill_tree()
     spare.wait_ready()
     assert f"{freed}@testbox" in spare.log_text()
+    wait_for(lambda: f"{freed}@testbox working" in health_check(beats[2])[1], 30, "the spare's heartbeat to say so")
     publish(broker, [message("feedback/bias_lm_always_on/click_bell/episode_0")], queue="episodes")
     wait_for(lambda: done_count(broker) == 1, 60, "an episode on a leased worker")
     (record,) = records(tmp_path / "results").values()
     assert record["worker"]["gpu"] in ("0", "1") and record["worker"]["device"] == "cpu"
+    # The killed worker's heartbeat goes stale: its container's health check would fail.
+    code, line = health_check(beats[0], "--max-age", "0")
+    assert code == 1 and line.startswith("stale:"), line
+
+
+def health_check(path, *args: str) -> tuple[int, str]:
+    """What the container health check (`python -m worker.heartbeat`) says about ``path``."""
+    result = subprocess.run([sys.executable, "-m", "worker.heartbeat", "--file", str(path), *args],
+                            capture_output=True, text=True, timeout=30, check=False)
+    return result.returncode, result.stdout.strip()
 
 
 def test_flower_lists_workers_with_basic_auth_and_serves_metrics(workers, queue_env, tmp_path, broker):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 import uuid
+from pathlib import Path
 
 import pytest
 
 from worker.app import celery_config
+from worker.git_run import use_deploy_key
 from worker.gpu import try_lease, visible_gpus
+from worker.heartbeat import Heartbeat, check
 from worker.queue.messages import TASK_ID_NAMESPACE, MalformedMessage, parse_message, task_id
 from worker.settings import Settings, SettingsError, redact_url
 
@@ -127,3 +133,50 @@ def test_the_static_runner_and_the_workers_share_run_settings_and_retry_policy()
     assert [shared.retry.delay_s(a) for a in (1, 2, 3, 6, 7)] == [2, 4, 8, 60, 60]
     assert shared.retry.has_attempts_left(3) and not shared.retry.has_attempts_left(4)
     assert RunSettings().episode_timeout_s == Settings().episode_timeout_s == 3600
+
+
+def test_heartbeat_check_says_fresh_stale_missing_or_unreadable(tmp_path):
+    path = tmp_path / "heartbeat"
+    healthy, line = check(path, 60)
+    assert not healthy and "no heartbeat" in line
+    beat = Heartbeat(path, "gpu2@box")
+    beat.beat("working")
+    healthy, line = check(path, 60)
+    assert healthy and line.startswith("ok: gpu2@box working")
+    healthy, line = check(path, 60, now=path.stat().st_mtime + 61)
+    assert not healthy and line.startswith("stale: gpu2@box working") and "61 s ago" in line
+    beat.beat("working")  # within 5 s of the last one: the file is not rewritten
+    assert json.loads(path.read_text())["state"] == "working"
+    beat.beat("spare, waiting for a GPU")  # a new state is written at once
+    assert json.loads(path.read_text())["state"] == "spare, waiting for a GPU"
+    path.write_text("{truncated")
+    healthy, line = check(path, 60)
+    assert not healthy and "unreadable" in line
+
+
+def test_machine_name_from_the_hosts_hostname_file(tmp_path):
+    hostname = tmp_path / "hostname"
+    hostname.write_text("gpu-node-17\n")
+    assert Settings.from_env({"RTBENCH_MACHINE_FILE": str(hostname)}).machine == "gpu-node-17"
+    # RTBENCH_MACHINE wins; an empty one (compose's `${RTBENCH_MACHINE:-}`) falls back to the file.
+    assert Settings.from_env({"RTBENCH_MACHINE": "a", "RTBENCH_MACHINE_FILE": str(hostname)}).machine == "a"
+    assert Settings.from_env({"RTBENCH_MACHINE": "", "RTBENCH_MACHINE_FILE": str(hostname)}).machine == "gpu-node-17"
+    with pytest.raises(SettingsError, match="RTBENCH_MACHINE_FILE=.*cannot read the machine name"):
+        Settings.from_env({"RTBENCH_MACHINE_FILE": str(tmp_path / "missing")})
+    hostname.write_text("\n")
+    with pytest.raises(SettingsError, match="RTBENCH_MACHINE_FILE=.*empty"):
+        Settings.from_env({"RTBENCH_MACHINE_FILE": str(hostname)})
+
+
+def test_deploy_key_is_copied_private_for_ssh(tmp_path, monkeypatch):
+    monkeypatch.delenv("GIT_SSH_COMMAND", raising=False)
+    key = tmp_path / "deploy_key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o644)  # how a compose secret often arrives; ssh refuses such a key
+    use_deploy_key(key)
+    command = os.environ["GIT_SSH_COMMAND"]
+    copy = Path(command.split("-i ", 1)[1].split()[0])
+    assert copy.read_text() == key.read_text() and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert "BatchMode=yes" in command and "IdentitiesOnly=yes" in command
+    with pytest.raises(SettingsError, match="RTBENCH_DEPLOY_KEY_FILE=.*cannot read the deploy key"):
+        use_deploy_key(tmp_path / "missing")
