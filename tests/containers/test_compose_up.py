@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 UID = 1000  # the images' default RTBENCH_UID: the clone and the remote belong to it
 MACHINE = "testbox"
 POLICY = "expert_replay"
-SLICE = ["--settings", "bias_lm_always_on,noise_lm_always_on", "--tasks", "click_bell,open_laptop",
+SLICE = ["--settings", "bias_lm_always_on,scale_lm_always_on", "--tasks", "click_bell,open_laptop",
          "--max-repeat", "2"]
 EXPECTED_EPISODES = 2 * 2 * 2
 BASE, REDIS_IMAGE = "rtbench-test/base:local", "rtbench-test/redis:local"
@@ -182,8 +182,9 @@ def test_compose_machine_end_to_end(engine: Engine, machine: dict) -> None:
     # Two replicas lease GPU 0 and GPU 1; the third waits as a hot spare. The health check says so.
     def leases() -> list[str] | None:
         said = heartbeats(engine, project)
-        return said if sorted(line.split()[2] for line in said if line.startswith("0 ok:")) == \
-            [f"gpu0@{MACHINE}", f"gpu1@{MACHINE}"] and any("spare" in line for line in said) else None
+        working = sorted(line.split()[2] for line in said if line.startswith("0 ok:") and " working " in line)
+        spares = [line for line in said if line.startswith("0 ok:") and " spare, waiting for a GPU " in line]
+        return said if working == [f"gpu0@{MACHINE}", f"gpu1@{MACHINE}"] and len(spares) == 1 else None
 
     said = wait_for("two leased workers and a spare", leases, 180, 2, logs)
     assert len(said) == 3 and all(line.startswith("0 ") for line in said), said
@@ -191,8 +192,8 @@ def test_compose_machine_end_to_end(engine: Engine, machine: dict) -> None:
     enqueue = run("run", "--rm", "producer", "enqueue", "lm20", "--policy", POLICY, *SLICE, check=False)
     assert enqueue.returncode == 0, enqueue.stderr.decode(errors="replace") + logs()
 
-    done = wait_for(f"{EXPECTED_EPISODES} records", lambda: len(records(machine["clone"])) >= EXPECTED_EPISODES
-                    and records(machine["clone"]), 300, 2, logs)
+    wait_for(f"{EXPECTED_EPISODES} records", lambda: len(records(machine["clone"])) >= EXPECTED_EPISODES, 300, 2, logs)
+    done = records(machine["clone"])
     ids = Counter(record["episode_id"] for record in done)
     assert len(ids) == EXPECTED_EPISODES and set(ids.values()) == {1}, ids
     assert all(record["error"] is None for record in done), [r["error"] for r in done if r["error"]]
