@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,19 +75,22 @@ def engine(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def images(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both images and the test's Redis image, built offline; returns the build context."""
+def images(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
+    """Both images and the test's Redis image, built offline; yields the build context."""
     context = tmp_path_factory.mktemp("context")
-    copy_tracked_files(REPO, context)
-    subprocess.run(["bash", "docker/wheelhouse.sh"], cwd=context, env={**os.environ, "PYTHON": sys.executable},
-                   check=True, capture_output=True, timeout=900)
-    engine.import_debian(BASE)
-    (context / "redis.Dockerfile").write_text(REDIS_DOCKERFILE)
-    engine.build(context, REDIS_IMAGE, dockerfile="redis.Dockerfile")
-    offline = {"BASE_IMAGE": BASE, "TOOLS_BASE_IMAGE": BASE, "PIP_OFFLINE": "1", "TORCH_INDEX_URL": ""}
-    engine.build(context, TOOLS_IMAGE, dockerfile="docker/Dockerfile", target="tools", args=offline)
-    engine.build(context, WORKER_IMAGE, dockerfile="docker/Dockerfile", target="worker", args=offline)
-    return context
+    try:
+        copy_tracked_files(REPO, context)
+        subprocess.run(["bash", "docker/wheelhouse.sh"], cwd=context, env={**os.environ, "PYTHON": sys.executable},
+                       check=True, capture_output=True, timeout=900)
+        engine.import_debian(BASE)
+        (context / "redis.Dockerfile").write_text(REDIS_DOCKERFILE)
+        engine.build(context, REDIS_IMAGE, dockerfile="redis.Dockerfile")
+        offline = {"BASE_IMAGE": BASE, "TOOLS_BASE_IMAGE": BASE, "PIP_OFFLINE": "1", "TORCH_INDEX_URL": ""}
+        engine.build(context, TOOLS_IMAGE, dockerfile="docker/Dockerfile", target="tools", args=offline)
+        engine.build(context, WORKER_IMAGE, dockerfile="docker/Dockerfile", target="worker", args=offline)
+        yield context
+    finally:
+        shutil.rmtree(context, ignore_errors=True)  # 250 MB of wheels
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -155,6 +159,7 @@ def machine(engine: Engine, images: Path, tmp_path_factory: pytest.TempPathFacto
         yield handle
     finally:
         run("down", "-v", "--timeout", "20", check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def containers(engine: Engine, project: str, service: str) -> list[str]:
