@@ -27,7 +27,8 @@ from benchmark.backends import backend_class, default_device
 from benchmark.cli_support import user_errors
 from benchmark.episodes import EpisodeKey, iter_episodes, partition
 from benchmark.names import validate_name
-from benchmark.policies import policy_class
+from benchmark.policies import check_policies_file, load_policy, policy_class
+from benchmark.policies.policies_file import PoliciesFile
 from benchmark.results import OK, read_record, write_record
 from benchmark.run_settings import RunSettings, check_device, check_results_dir
 from benchmark.run_summary import print_run_summary
@@ -144,7 +145,12 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
     # Pin the GPU before anything can import torch (policy and backend modules do).
     torch_device = resolve_device(run_settings.device, gpu)
     spec = load_spec(spec_ref).filter(spec_slice.settings, spec_slice.tasks, spec_slice.max_repeat)
-    policy_classes = {name: policy_class(name) for name in policies}
+    policies_file = PoliciesFile.load(run_settings.policies_file) if run_settings.policies_file else None
+    if policies_file is not None:
+        check_policies_file(policies_file)  # a bad entry stops the run now, naming the file, policy and key
+    for name in policies:  # an unknown policy stops the run now (exit 2)
+        if policies_file is None or name not in policies_file.entries:
+            policy_class(name)
     backend_cls = backend_class(backend_name)
     backend_cls(torch_device).close_env()  # fail fast (exit 2) on a device the backend cannot use
     worker = {"machine": run_settings.machine, "hostname": os.uname().nodename,
@@ -170,8 +176,7 @@ def main(spec_ref, policies, backend_name, gpu, device, worker_id, num_workers, 
             bar = progress.add_task("episodes", total=len(todo), rate="-", speed="-")
             for done, key in enumerate(todo, start=1):
                 if key.policy not in loaded:
-                    loaded[key.policy] = policy_classes[key.policy]()
-                    loaded[key.policy].load({}, torch_device)
+                    loaded[key.policy] = load_policy(key.policy, {}, torch_device, policies_file)
                 record = run_with_retries(spec, key, loaded[key.policy], lambda: backend_cls(torch_device),
                                           run_settings, worker)
                 write_record(results_dir, record)

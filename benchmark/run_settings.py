@@ -51,6 +51,8 @@ class RunSettings:
     skip_expert_check: bool = False
     episode_timeout_s: float = 3600.0    # deadline of one episode (a timeout is retried, then recorded)
     max_attempts: int = 3                # for infrastructure failures
+    # Which adapter and YAML configuration each policy name runs (benchmark/policies/policies_file.py).
+    policies_file: Path | None = None
 
     @property
     def retry(self) -> RetryPolicy:
@@ -71,6 +73,8 @@ class RunSettings:
                 values[key] = value
         if "machine" not in values and (path := read(env, "MACHINE_FILE")) is not None:
             values["machine"] = machine_from_file(path)
+        if (value := read(env, "POLICIES_FILE")) is not None:
+            values["policies_file"] = Path(value)
         if (device := read(env, "DEVICE")) is not None:
             values["device"] = check_device(device, "RTBENCH_DEVICE")
         if (flag := read(env, "SKIP_EXPERT_CHECK")) is not None:

@@ -25,6 +25,7 @@ from benchmark.cli_support import UserError, user_errors
 from benchmark.errors import BenchmarkError
 from benchmark.names import validate_name
 from benchmark.policies import available_policies
+from benchmark.policies.policies_file import PoliciesFile, PoliciesFileError
 from benchmark.run_settings import check_results_dir
 from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
@@ -143,6 +144,23 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     return plan
 
 
+def warn_unlisted_policies(policies_file: Path | None, policies: tuple[str, ...], console: Console) -> None:
+    """Say when the policies file this machine sees does not name a policy being enqueued (the
+    workers would then look for it among the built-in and entry-point policies)."""
+    if policies_file is None:
+        return
+    try:
+        listed = PoliciesFile.load(policies_file).entries
+    except PoliciesFileError as exc:
+        console.print(f"[yellow]warning:[/] {exc}")
+        return
+    for name in policies:
+        if name not in listed:
+            console.print(f"[yellow]warning:[/] RTBENCH_POLICIES_FILE {policies_file} has no policy {name!r} "
+                          f"(it lists {', '.join(listed)}); workers will look for {name!r} among the built-in "
+                          "and entry-point policies")
+
+
 @cli.command(epilog="""\b
 Examples:
   python -m producer enqueue lm20 --policy Motus
@@ -162,6 +180,7 @@ def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, pr
             stale_after) -> None:
     """Enqueue the episodes of SPEC not done yet; running it twice sends nothing new."""
     spec = load_filtered(spec_ref, policies, spec_slice)
+    warn_unlisted_policies(obj.settings.policies_file, policies, Console(stderr=True))
     do_enqueue(obj, spec, spec_ref, policies, dry_run=dry_run, priority=priority,
                requeue_stale_after=stale_after if requeue_stale else None, console=Console())
 
@@ -267,6 +286,8 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
     """
     spec = load_filtered(spec_ref, policies, spec_slice)
     known = available_policies()
+    if obj.settings.policies_file is not None:
+        known += sorted(PoliciesFile.load(obj.settings.policies_file).entries)
     unknown = [name for name in policies if name not in known]
     if unknown:
         raise UserError(f"unknown {'policy' if len(unknown) == 1 else 'policies'} {', '.join(map(repr, unknown))}; "

@@ -21,6 +21,8 @@ import click
 
 from benchmark.backends import available_backends
 from benchmark.cli_support import user_errors
+from benchmark.policies import check_policies_file
+from benchmark.policies.policies_file import PoliciesFile
 from benchmark.run_settings import check_device
 from worker.gpu import lease_gpu, pin, visible_gpus
 from worker.heartbeat import Heartbeat, start_heartbeat
@@ -61,6 +63,8 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         raise SettingsError(f"RTBENCH_BACKEND={settings.backend!r}: unknown backend; known backends: "
                             f"{', '.join(available_backends())} (add one through the 'rtbench.backends' "
                             "entry-point group)")
+    if settings.policies_file is not None:  # a bad entry stops the worker now (exit 2), not each episode
+        check_policies_file(PoliciesFile.load(settings.policies_file))
     heartbeat = Heartbeat(settings.heartbeat_file, f"worker{os.getpid()}@{settings.machine}") \
         if settings.heartbeat_file else None
     spare = (lambda: heartbeat.beat("spare, waiting for a GPU")) if heartbeat else None

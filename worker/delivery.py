@@ -36,6 +36,7 @@ from benchmark.episodes import EpisodeKey
 from benchmark.errors import BenchmarkError
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
+from benchmark.policies.policies_file import PoliciesFile
 from benchmark.results import counts_as_done, episode_done, write_record
 from benchmark.runner import infrastructure_failure_record, run_episode
 from benchmark.runner_errors import RetryableEpisodeError
@@ -134,6 +135,8 @@ class ChildContext:
         self.device = settings.torch_device
         self._specs: dict[str, Spec] = {}
         self._policies: dict[str, PolicyAdapter] = {}
+        # Parsed (not imported) in the main process: checked there at start, inherited by children.
+        self.policies_file = PoliciesFile.load(settings.policies_file) if settings.policies_file else None
         self._backend: Backend | None = None
         self.finisher = Finisher(self.state)
 
@@ -163,7 +166,7 @@ class ChildContext:
         (a RuntimeError in ``load``, CUDA failing to start) propagates and is retried."""
         if name not in self._policies:
             try:
-                self._policies[name] = load_policy(name, {}, self.device)
+                self._policies[name] = load_policy(name, {}, self.device, self.policies_file)
             except PolicyError as exc:
                 raise DeadLetter("unknown_policy", str(exc)) from None
         return self._policies[name]

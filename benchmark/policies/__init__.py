@@ -11,6 +11,8 @@ from __future__ import annotations
 from benchmark.errors import BenchmarkError
 from benchmark.plugins import available, load_class
 from benchmark.policies.base import PolicyAdapter
+from benchmark.policies.policies_file import PoliciesFile, import_adapter
+from benchmark.policies.wrapped import instantiate
 
 BUILTIN_POLICIES = {
     "expert_replay": "benchmark.policies.expert_replay:ExpertReplayPolicy",
@@ -32,7 +34,18 @@ def policy_class(name: str) -> type[PolicyAdapter]:
     return load_class(name, BUILTIN_POLICIES, ENTRY_POINT_GROUP, PolicyAdapter, ("policy", "policies"), PolicyError)
 
 
-def load_policy(name: str, config: dict | None = None, device: str = "cpu") -> PolicyAdapter:
-    policy = policy_class(name)()
-    policy.load(dict(config or {}), device)
-    return policy
+def load_policy(name: str, config: dict | None = None, device: str = "cpu",
+                policies_file: PoliciesFile | None = None) -> PolicyAdapter:
+    """The adapter for results folder ``name``, loaded on ``device``: the policies file's entry
+    (its adapter and YAML configuration) when it has one, else the registered policy with
+    ``config``. Adapters with today's one-argument ``load(config)`` are wrapped, not rewritten."""
+    if policies_file is not None and name in policies_file.entries:
+        entry = policies_file.entries[name]
+        cls = import_adapter(entry) if entry.import_path else policy_class(entry.adapter)
+        return instantiate(cls, name, entry.config(), device)
+    return instantiate(policy_class(name), name, dict(config or {}), device)
+
+
+def check_policies_file(policies_file: PoliciesFile) -> None:
+    """A worker's (or runner's) check at start: raises ``PoliciesFileError`` naming the entry."""
+    policies_file.check(available_policies())  # registered names only: nothing of theirs imported
