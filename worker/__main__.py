@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import click
 
-from benchmark.backends import available_backends
+from benchmark.backends import available_backends, run_self_test
 from benchmark.cli_support import user_errors
 from benchmark.policies import check_policies_file
 from benchmark.policies.policies_file import PoliciesFile
@@ -55,6 +55,8 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     os.environ["REMAP_SIGTERM"] = "SIGQUIT"
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()  # validated now: errors name the variable, exit 2
+    # Absolute: simulators and RoboTwin's deploy policies run from their checkout's folder.
+    settings = replace(settings, results_dir=settings.results_dir.absolute())
     if device:
         settings = replace(settings, device=check_device(device, "--device"))
     if queues:
@@ -88,6 +90,10 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     else:
         name = f"cpu{os.getpid()}@{settings.machine}"
     start_heartbeat(settings.heartbeat_file, name)
+    # On the leased GPU, in a separate process: a machine that cannot run the backend (e.g.
+    # RoboTwin cannot render) stops here, exit 2, before it takes a single episode.
+    if (passed := run_self_test(settings.backend)) is not None:
+        log.info("%s", passed)
     use(settings)  # the Celery app, its consumer and the pool children (forked) use these
     log.info("worker %s starting: %s", name, settings.redacted())
     from worker.tasks import prepare_child_context

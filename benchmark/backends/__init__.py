@@ -10,8 +10,12 @@ from benchmark.plugins import available, load_class
 
 BUILTIN_BACKENDS = {
     "kinematic": "benchmark.backends.kinematic:KinematicBackend",
+    "robotwin": "benchmark.backends.robotwin:RoboTwinBackend",
 }
 ENTRY_POINT_GROUP = "rtbench.backends"
+# Checks a worker runs in a separate process before it takes any episode (so that neither the
+# simulator nor CUDA starts in the process that forks the pool): "module:function", returns a line.
+SELF_TESTS = {"robotwin": "benchmark.backends.robotwin:render_self_test"}
 
 
 def available_backends() -> list[str]:
@@ -28,3 +32,26 @@ def default_device() -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def run_self_test(name: str, timeout_s: float = 600.0) -> str | None:
+    """Run backend ``name``'s start-up check in a fresh interpreter; None when it has none.
+    Raises ``BackendError`` with the check's own message when the machine cannot run it."""
+    import subprocess
+    import sys
+
+    if name not in SELF_TESTS:
+        return None
+    module, _, function = SELF_TESTS[name].partition(":")
+    code = ("import importlib, sys\nfrom benchmark.errors import BenchmarkError\ntry:\n"
+            f"    print(importlib.import_module({module!r}).{function}())\n"
+            "except BenchmarkError as exc:\n    print(exc, file=sys.stderr)\n    sys.exit(2)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"backend {name!r}: its start-up check took over {timeout_s:.0f} s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise BackendError(lines[-1] if lines else f"backend {name!r}: start-up check failed ({done.returncode})")
+    return done.stdout.strip()

@@ -17,6 +17,7 @@ from benchmark.policies.wrapped import instantiate
 BUILTIN_POLICIES = {
     "expert_replay": "benchmark.policies.expert_replay:ExpertReplayPolicy",
     "feedback": "benchmark.policies.feedback:FeedbackPolicy",
+    "robotwin_deploy": "benchmark.policies.deploy_policy:DeployPolicyAdapter",
 }
 ENTRY_POINT_GROUP = "rtbench.policies"
 

@@ -1,0 +1,250 @@
+"""The ``robotwin`` backend: episodes on RoboTwin 2.0 (SAPIEN), driven as its own evaluator does.
+
+RoboTwin's ``script/eval_policy.py`` builds a task environment by name (``envs/<task>.py``,
+class ``<task>``), sets it up from a task config and an env seed with
+``setup_demo(now_ep_num, seed, is_test=True, **args)``, observes with ``get_obs()``, steps with
+``take_action(action, action_type)``, judges with ``eval_success`` / ``check_success()``, runs
+the scripted expert with ``play_once()`` (``plan_success``), and frees the scene with
+``close_env(clear_cache=...)``. This backend does the same, on a checkout named by
+``RTBENCH_ROBOTWIN_ROOT`` (the classic layout of commit c3ddfa8b97d5519efa828b075999bd0006778e5e),
+with the task config ``RTBENCH_TASK_CONFIG`` (default ``demo_clean``). RoboTwin opens its assets
+and configs by paths relative to the checkout, so every call into it runs from that folder.
+Nothing of RoboTwin is imported before the first scene (a worker child, never the producer).
+
+Perturbations (DOMAIN.md §3): ``qpos`` actions arrive already perturbed; while an ``ee`` action
+executes, ``joint_target_offset`` is added to every joint target RoboTwin's controller sends
+(``Robot.set_arm_joints``, the one place both action spaces reach the simulator's drives).
+
+Instructions come from the checkout's ``description/`` files: the templates filled with the
+objects the expert check saw (RoboTwin's ``generate_episode_descriptions``), one chosen per
+(task, env seed) by a hash, so reruns get the same one; ``RTBENCH_INSTRUCTION_TYPE`` picks
+``unseen`` (default, as RoboTwin's deploy configs) or ``seen``.
+
+The renderer picks its GPU from ``CUDA_VISIBLE_DEVICES`` (matched by PCI bus, hence
+``CUDA_DEVICE_ORDER=PCI_BUS_ID``), which the worker narrows to its leased GPU before anything
+starts; ``render_self_test()`` runs in a separate process when a worker starts, so a machine
+that cannot render stops with one error instead of failing episodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.backends.base import ACTION_TYPES, Backend, BackendError, ExpertPlan, UnstableSceneError
+
+ROBOTWIN_COMMIT = "c3ddfa8b97d5519efa828b075999bd0006778e5e"
+# What the classic layout has and this backend uses.
+EXPECTED_PATHS = ("envs/__init__.py", "envs/_base_task.py", "envs/utils/create_actor.py", "task_config/",
+                  "task_config/_embodiment_config.yml", "task_config/_camera_config.yml", "script/",
+                  "description/task_instruction/", "description/utils/generate_episode_instructions.py")
+INSTRUCTION_TYPES = ("unseen", "seen")
+
+
+def robotwin_root(environ: dict[str, str] | None = None) -> Path:
+    """The checkout, with its layout checked; one error says what is expected."""
+    env = os.environ if environ is None else environ
+    value = env.get("RTBENCH_ROBOTWIN_ROOT")
+    if not value:
+        raise BackendError("the robotwin backend needs RTBENCH_ROBOTWIN_ROOT: the folder of a RoboTwin 2.0 checkout "
+                           f"(commit {ROBOTWIN_COMMIT[:12]})")
+    root = Path(value).expanduser().absolute()
+    config = env.get("RTBENCH_TASK_CONFIG") or "demo_clean"
+    missing = [p for p in (*EXPECTED_PATHS, f"task_config/{config}.yml") if not (root / p).exists()]
+    if missing:
+        raise BackendError(f"RTBENCH_ROBOTWIN_ROOT={value}: not a RoboTwin 2.0 checkout of the classic layout "
+                           f"(commit {ROBOTWIN_COMMIT[:12]}): missing {', '.join(missing)}; expected envs/, "
+                           "task_config/ (with the RTBENCH_TASK_CONFIG file), script/ and description/")
+    return root
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def choose(options: list[str], task: str, seed: int) -> str:
+    """One of ``options`` for (task, env seed), the same on every machine and every rerun."""
+    digest = hashlib.sha256(f"{task}:{seed}".encode()).digest()
+    return options[int.from_bytes(digest[:8], "big") % len(options)]
+
+
+class RoboTwinBackend(Backend):
+    name = "robotwin"
+
+    def __init__(self, device: str = "cuda:0") -> None:
+        super().__init__(device)
+        self.root = robotwin_root()
+        self.task_config = os.environ.get("RTBENCH_TASK_CONFIG") or "demo_clean"
+        self.instruction_type = os.environ.get("RTBENCH_INSTRUCTION_TYPE") or "unseen"
+        if self.instruction_type not in INSTRUCTION_TYPES:
+            raise BackendError(f"RTBENCH_INSTRUCTION_TYPE={self.instruction_type!r}: expected unseen or seen")
+        self._env: Any = None
+        self._args: dict[str, Any] | None = None
+        self._expert_info: dict[tuple[str, int], dict] = {}  # what play_once saw, for the instruction
+
+    # -- RoboTwin's own modules, from the checkout's folder -------------------------------------
+
+    @contextlib.contextmanager
+    def _in_checkout(self):
+        for folder in (self.root / "description" / "utils", self.root):
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+        with contextlib.chdir(self.root):
+            yield
+
+    def _setup_args(self) -> dict[str, Any]:
+        """The keyword arguments of ``setup_demo``, composed as script/eval_policy.py does."""
+        if self._args is not None:
+            return self._args
+        args = _yaml(self.root / "task_config" / f"{self.task_config}.yml")
+        cameras = _yaml(self.root / "task_config" / "_camera_config.yml")
+        embodiments = _yaml(self.root / "task_config" / "_embodiment_config.yml")
+        head = args["camera"]["head_camera_type"]
+        args["head_camera_h"], args["head_camera_w"] = cameras[head]["h"], cameras[head]["w"]
+        kinds = args.get("embodiment") or []
+        if len(kinds) not in (1, 3):
+            raise BackendError(f"task_config/{self.task_config}.yml: embodiment must list 1 or 3 items, found {kinds}")
+        files = [embodiments[kind]["file_path"] for kind in kinds[:2]]
+        args["left_robot_file"], args["right_robot_file"] = files[0], files[-1]
+        args["dual_arm_embodied"] = len(kinds) == 1
+        if len(kinds) == 3:
+            args["embodiment_dis"] = kinds[2]
+        for side in ("left", "right"):
+            args[f"{side}_embodiment_config"] = _yaml(Path(args[f"{side}_robot_file"]) / "config.yml")
+        args.update(task_config=self.task_config, ckpt_setting="rtbench", eval_mode=True, render_freq=0,
+                    eval_video_log=False)
+        args.pop("eval_video_save_dir", None)  # no videos: eval_video_path stays None
+        self._args = args
+        return args
+
+    # -- the Backend protocol -------------------------------------------------------------------
+
+    def setup_demo(self, task: str, seed: int, step_limit: int) -> None:
+        with self._in_checkout():
+            args = {**self._setup_args(), "task_name": task}
+            unstable = importlib.import_module("envs.utils.create_actor").UnStableError
+            try:
+                env_class = getattr(importlib.import_module(f"envs.{task}"), task)
+            except (ImportError, AttributeError) as exc:
+                raise BackendError(f"the RoboTwin checkout {self.root} has no task {task!r} "
+                                   f"(envs/{task}.py with class {task}): {exc}") from None
+            env = env_class()
+            try:
+                env.setup_demo(now_ep_num=0, seed=seed, is_test=True, **args)
+            except unstable as exc:
+                with contextlib.suppress(Exception):
+                    env.close_env()
+                raise UnstableSceneError(f"{task} seed {seed}: {exc}") from None
+        env.step_lim = step_limit  # the spec's limit (the same table as _eval_step_limit.yml)
+        self._hook_joint_targets(env)
+        self._env = env
+        self.task, self.seed, self.step_lim = task, seed, step_limit
+        self.take_action_cnt, self.eval_success, self.plan_success = 0, False, True
+        self.instruction = self._instruction(task, seed)
+        env.set_instruction(instruction=self.instruction)
+
+    def _scene(self) -> Any:
+        if self._env is None:
+            raise BackendError("no RoboTwin scene is set up (setup_demo first)")
+        return self._env
+
+    def get_obs(self) -> dict[str, Any]:
+        with self._in_checkout():
+            return self._scene().get_obs()
+
+    def take_action(self, action: Any, action_type: str = "qpos") -> None:
+        if action_type not in ACTION_TYPES:  # RoboTwin would fail with an UnboundLocalError
+            raise ValueError(f"action_type must be one of {ACTION_TYPES}, got {action_type!r}")
+        env = self._scene()
+        with self._in_checkout():
+            env.take_action(np.asarray(action, dtype=np.float64), action_type=action_type)
+        self.take_action_cnt, self.eval_success = env.take_action_cnt, bool(env.eval_success)
+
+    def check_success(self) -> bool:
+        with self._in_checkout():
+            return bool(self._scene().check_success())
+
+    def play_once(self) -> ExpertPlan:
+        env = self._scene()
+        with self._in_checkout():
+            info = env.play_once()
+        self.plan_success = bool(env.plan_success)
+        self.take_action_cnt, self.eval_success = env.take_action_cnt, bool(env.eval_success)
+        if isinstance(info, dict) and isinstance(info.get("info"), dict):
+            self._expert_info[(self.task, self.seed)] = info["info"]
+        return ExpertPlan(success=self.plan_success)
+
+    def plan_expert(self) -> ExpertPlan:
+        raise BackendError("the robotwin backend's expert runs on the live scene (play_once); it has no "
+                           "separate plan to replay")
+
+    def close_env(self) -> None:
+        if self._env is not None:
+            env, self._env = self._env, None
+            with self._in_checkout():
+                env.close_env(clear_cache=True)
+
+    # -- perturbation at the joint layer, instructions ------------------------------------------
+
+    def _hook_joint_targets(self, env: Any) -> None:
+        """Every joint target of an ``ee`` action gets ``joint_target_offset`` added (its arm's part)."""
+        robot = env.robot
+        send = robot.set_arm_joints
+
+        def set_arm_joints(target_position: Any, target_velocity: Any, arm_tag: Any) -> Any:
+            offset = self.joint_target_offset
+            if offset is not None:
+                target = np.asarray(target_position, dtype=np.float64)
+                dof = target.shape[-1]
+                left = str(arm_tag).lower().endswith("left")
+                part = offset[:dof] if left else offset[dof + 1: 2 * dof + 1]
+                target_position = target + part
+            return send(target_position, target_velocity, arm_tag)
+
+        robot.set_arm_joints = set_arm_joints
+
+    def _instruction(self, task: str, seed: int) -> str | None:
+        info = self._expert_info.get((task, seed))
+        if info is not None:
+            with self._in_checkout():
+                generate = importlib.import_module("generate_episode_instructions").generate_episode_descriptions
+                found = generate(task, [info], 1000)
+            options = found[0].get(self.instruction_type) if found else None
+            if options:
+                return choose(list(options), task, seed)
+        # No expert check ran for this scene: a template that names no object, else the task's description.
+        templates = json.loads((self.root / "description" / "task_instruction" / f"{task}.json").read_text())
+        plain = [t for t in templates.get(self.instruction_type, []) if "{" not in t]
+        return choose(plain, task, seed) if plain else templates.get("full_description")
+
+
+def render_self_test() -> str:
+    """The checkout's layout, then SAPIEN's renderer opened the way RoboTwin does; raises
+    ``BackendError`` saying why a worker cannot run RoboTwin episodes here."""
+    robotwin_root()
+    try:
+        import sapien
+    except ImportError as exc:
+        raise BackendError(f"the robotwin backend needs SAPIEN (RoboTwin's script/_install.sh installs it): {exc}") \
+            from None
+
+    try:
+        engine = sapien.Engine()
+        renderer = sapien.SapienRenderer()
+        engine.set_renderer(renderer)
+        engine.create_scene()
+    except Exception as exc:
+        raise BackendError(f"render self-test failed on GPU {os.environ.get('CUDA_VISIBLE_DEVICES', '?')}: "
+                           f"{type(exc).__name__}: {exc}; this machine cannot render RoboTwin scenes (check the "
+                           "NVIDIA driver's Vulkan ICD and NVIDIA_DRIVER_CAPABILITIES=all in the container)") from None
+    return f"render self-test passed on GPU {os.environ.get('CUDA_VISIBLE_DEVICES', '?')}"

@@ -1,0 +1,229 @@
+"""A fake RoboTwin 2.0 checkout (classic layout) and a fake SAPIEN, written into a test folder.
+
+It implements the interface rtbench's robotwin backend relies on, as RoboTwin's code at commit
+c3ddfa8b documents it: ``envs/<task>.py`` with a class named after the task, ``setup_demo(**args)``
+taking the keys script/eval_policy.py composes (it refuses a call without them), ``UnStableError``
+from ``envs.utils.create_actor``, ``get_obs()["joint_action"]["vector"]``, ``take_action(action,
+action_type)`` sending every joint target through ``robot.set_arm_joints`` (qpos interpolated, ee
+planned with ``left_plan_path``/``right_plan_path``), ``play_once()`` returning ``{"info": ...}``,
+``close_env(clear_cache=...)``, relative paths from the checkout's folder, ``description/`` with
+``generate_episode_descriptions``. The physics is a few lines of kinematics; every joint target
+sent is kept (``robot.sent``) so tests can see what a perturbation did.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+BASE_TASK = '''
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from envs.utils.create_actor import UnStableError
+
+REQUIRED = ("seed", "task_name", "now_ep_num", "domain_randomization", "camera", "head_camera_h", "head_camera_w",
+            "left_robot_file", "right_robot_file", "left_embodiment_config", "right_embodiment_config",
+            "dual_arm_embodied", "eval_mode", "render_freq", "data_type")
+
+
+class Robot:
+    def __init__(self, dof):
+        self.dof = dof
+        self.joints = {"left": np.zeros(dof), "right": np.zeros(dof)}
+        self.grippers = {"left": 1.0, "right": 1.0}
+        self.sent = []  # (arm, joint target) for every target sent to the drives
+
+    def set_arm_joints(self, target_position, target_velocity, arm_tag):
+        target = np.asarray(target_position, dtype=np.float64).copy()
+        self.sent.append((str(arm_tag), target))
+        self.joints[str(arm_tag)] = target
+
+    def set_gripper(self, gripper_val, arm_tag, gripper_eps=0.1):
+        self.grippers[str(arm_tag)] = float(np.clip(gripper_val, 0, 1))
+
+    def _plan(self, arm, target_pose):
+        # A toy inverse kinematics: the pose's xyz and quaternion xyz are the joint angles.
+        pose = np.asarray(target_pose, dtype=np.float64)
+        goal = np.concatenate([pose[:3], pose[4:7]])[: self.dof]
+        return {"status": "Success", "position": np.linspace(self.joints[arm], goal, 5)[1:],
+                "velocity": np.zeros((4, self.dof))}
+
+    def left_plan_path(self, target_pose, constraint_pose=None, **_):
+        return self._plan("left", target_pose)
+
+    def right_plan_path(self, target_pose, constraint_pose=None, **_):
+        return self._plan("right", target_pose)
+
+
+class Base_Task:
+    def __init__(self):
+        pass
+
+    def _init_task_env_(self, **kwargs):
+        missing = [key for key in REQUIRED if key not in kwargs]
+        if missing:
+            raise KeyError(f"setup_demo without {missing} (compose the args as script/eval_policy.py does)")
+        # RoboTwin opens its files relative to the checkout.
+        assert Path("task_config/_eval_step_limit.yml").is_file(), f"not run from the checkout: {os.getcwd()}"
+        self.seed, self.task_name = kwargs["seed"], kwargs["task_name"]
+        self.eval_video_path = None
+        self.robot = Robot(len(kwargs["left_embodiment_config"]["arm_joints_name"][0]))
+        if str(self.seed) in os.environ.get("FAKE_ROBOTWIN_UNSTABLE", "").split(","):
+            raise UnStableError(f"Objects is unstable in seed({self.seed})")
+        limits = yaml.safe_load(Path("task_config/_eval_step_limit.yml").read_text())
+        self.step_lim = limits.get(self.task_name, 1000) if kwargs["eval_mode"] else None
+        self.take_action_cnt, self.eval_success, self.plan_success, self.instruction = 0, False, True, None
+        self.goal = np.random.default_rng(self.seed).uniform(-0.5, 0.5, 2 * self.robot.dof + 2)
+        self.closed = False
+        self.info = {"info": {}}
+
+    def vector(self):
+        r = self.robot
+        return np.concatenate([r.joints["left"], [r.grippers["left"]], r.joints["right"], [r.grippers["right"]]])
+
+    def get_obs(self):
+        vector = self.vector()
+        return {"observation": {"head_camera": {"rgb": np.zeros((4, 4, 3), dtype=np.uint8)}},
+                "joint_action": {"left_arm": list(vector[:6]), "right_arm": list(vector[7:13]), "vector": vector},
+                "endpose": {}}
+
+    def take_action(self, action, action_type="qpos"):
+        if self.take_action_cnt == self.step_lim or self.eval_success:
+            return
+        self.take_action_cnt += 1
+        action, dof = np.asarray(action, dtype=np.float64), self.robot.dof
+        if action_type == "qpos":
+            for arm, target in (("left", action[:dof]), ("right", action[dof + 1: 2 * dof + 1])):
+                for point in np.linspace(self.robot.joints[arm], target, 3)[1:]:
+                    self.robot.set_arm_joints(point, np.zeros(dof), arm)
+            grips = action[dof], action[2 * dof + 1]
+        elif action_type == "ee":
+            for arm, plan in (("left", self.robot.left_plan_path(action[:7])),
+                              ("right", self.robot.right_plan_path(action[8:15]))):
+                if plan["status"] == "Success":
+                    for position, velocity in zip(plan["position"], plan["velocity"]):
+                        self.robot.set_arm_joints(position, velocity, arm)
+            grips = action[7], action[15]
+        self.robot.set_gripper(grips[0], "left")
+        self.robot.set_gripper(grips[1], "right")
+        if self.check_success():
+            self.eval_success = True
+
+    def check_success(self):
+        return bool(np.abs(self.vector() - self.goal)[[0, 7]].max() < 0.05)
+
+    def play_once(self):
+        for arm, goal in (("left", self.goal[:self.robot.dof]), ("right", self.goal[self.robot.dof + 1: -1])):
+            self.robot.set_arm_joints(goal, np.zeros(self.robot.dof), arm)
+        self.plan_success = str(self.seed) not in os.environ.get("FAKE_ROBOTWIN_EXPERT_FAILS", "").split(",")
+        self.info["info"] = {"{A}": "050_bell/base0", "{a}": "left"}
+        return self.info
+
+    def set_instruction(self, instruction=None):
+        self.instruction = instruction
+
+    def get_instruction(self, instruction=None):
+        return self.instruction
+
+    def close_env(self, clear_cache=False):
+        self.closed = True
+'''
+
+TASK = '''
+from ._base_task import Base_Task
+
+
+class {task}(Base_Task):
+    def setup_demo(self, is_test=False, **kwargs):
+        super()._init_task_env_(**kwargs)
+'''
+
+GENERATE = '''
+import json
+from pathlib import Path
+
+
+def generate_episode_descriptions(task_name, episodes, max_descriptions=1000000):
+    templates = json.loads(Path(f"description/task_instruction/{task_name}.json").read_text())
+    results = []
+    for index, episode in enumerate(episodes):
+        out = {"episode_index": index}
+        for kind in ("seen", "unseen"):
+            filled = []
+            for template in templates[kind]:
+                text = template
+                for key, value in episode.items():
+                    if key == "{a}":
+                        value = f"the {value} arm"
+                    elif Path(f"description/objects_description/{value}.json").is_file():
+                        value = json.loads(Path(f"description/objects_description/{value}.json").read_text())[kind][0]
+                    text = text.replace(key, value)
+                filled.append(text)
+            out[kind] = filled[:max_descriptions]
+        results.append(out)
+    return results
+'''
+
+FAKE_SAPIEN = '''
+import os
+
+
+class Engine:
+    def set_renderer(self, renderer):
+        self.renderer = renderer
+
+    def create_scene(self):
+        return object()
+
+
+class SapienRenderer:
+    def __init__(self, *args, **kwargs):
+        if os.environ.get("FAKE_SAPIEN_NO_DEVICE"):
+            raise RuntimeError("failed to find a rendering device")
+'''
+
+
+def build_fake_robotwin(root: Path, tasks: tuple[str, ...] = ("click_bell", "open_laptop")) -> Path:
+    """The checkout at ``root``; returns the folder to put on PYTHONPATH for the fake SAPIEN."""
+    def write(relative: str, text: str) -> None:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+
+    write("envs/__init__.py", "CONFIGS_PATH = 'task_config/'\n")
+    write("envs/utils/__init__.py", "from .create_actor import UnStableError\n")
+    write("envs/utils/create_actor.py", "class UnStableError(Exception):\n    pass\n")
+    write("envs/_base_task.py", BASE_TASK)
+    for task in tasks:
+        write(f"envs/{task}.py", TASK.format(task=task))
+        write(f"description/task_instruction/{task}.json", json.dumps({
+            "full_description": f"{task} with one arm", "schema": "", "preference": "",
+            "seen": ["use {a} to press {A}", "press {A}"], "unseen": ["tap {A} with {a}", "{a} presses {A}"]}))
+    write("description/objects_description/050_bell/base0.json",
+          json.dumps({"seen": ["the silver bell"], "unseen": ["the round bell"]}))
+    write("description/utils/generate_episode_instructions.py", GENERATE)
+    write("script/eval_policy.py", "# the evaluator rtbench replaces\n")
+    write("task_config/demo_clean.yml", """
+        render_freq: 0
+        embodiment: [aloha-agilex]
+        domain_randomization: {random_background: false, cluttered_table: false}
+        camera: {head_camera_type: D435, wrist_camera_type: D435, collect_head_camera: true,
+                 collect_wrist_camera: true}
+        data_type: {rgb: true, qpos: true, endpose: true}
+        clear_cache_freq: 5
+        eval_video_log: true
+        """)
+    write("task_config/_camera_config.yml", "D435: {fovy: 37, w: 320, h: 240}\n")
+    write("task_config/_embodiment_config.yml", "aloha-agilex: {file_path: ./assets/embodiments/aloha-agilex/}\n")
+    write("task_config/_eval_step_limit.yml", "".join(f"{task}: 400\n" for task in tasks))
+    write("assets/embodiments/aloha-agilex/config.yml",
+          "arm_joints_name: [[j1, j2, j3, j4, j5, j6], [j1, j2, j3, j4, j5, j6]]\n")
+    site = root.parent / f"{root.name}-site"
+    (site / "sapien").mkdir(parents=True, exist_ok=True)
+    (site / "sapien" / "__init__.py").write_text(textwrap.dedent(FAKE_SAPIEN).lstrip("\n"))
+    return site

@@ -1,0 +1,145 @@
+"""The robotwin backend against a checkout implementing RoboTwin 2.0's documented interface."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.backends.base import BackendError, UnstableSceneError
+from benchmark.backends.robotwin import RoboTwinBackend, render_self_test, robotwin_root
+from benchmark.perturbation import create_channel
+from benchmark.perturbed_env import Deadline, PerturbedEnv
+from benchmark.spec import load_spec
+
+SEED = 54737  # lm20's env seed of click_bell
+
+
+def test_a_scene_is_driven_through_the_documented_calls(robotwin: Path):
+    backend = RoboTwinBackend("cpu")
+    here = os.getcwd()
+    backend.setup_demo("click_bell", SEED, 400)
+    assert os.getcwd() == here  # RoboTwin ran from its checkout, the worker stays where it was
+    assert backend.step_lim == 400 and backend.take_action_cnt == 0 and not backend.eval_success
+    vector = backend.get_obs()["joint_action"]["vector"]
+    assert vector.shape == (14,)
+    backend.take_action(np.full(14, 0.1), "qpos")
+    assert backend.take_action_cnt == 1 and np.allclose(backend.joint_state()[:6], 0.1)
+    with pytest.raises(ValueError, match="action_type must be one of"):
+        backend.take_action(np.zeros(14), "delta_ee")  # RoboTwin itself would fail obscurely
+    scene = backend._env
+    backend.close_env()
+    assert scene.closed and backend._env is None
+    with pytest.raises(BackendError, match="no RoboTwin scene"):
+        backend.get_obs()
+
+
+def test_the_expert_check_and_the_instruction_of_a_scene(robotwin: Path, monkeypatch: pytest.MonkeyPatch):
+    backend = RoboTwinBackend("cpu")
+    backend.setup_demo("click_bell", SEED, 400)
+    plan = backend.play_once()
+    assert plan.success and backend.plan_success and backend.check_success()
+    backend.close_env()
+    backend.setup_demo("click_bell", SEED, 400)  # the episode's own scene: same seed
+    first = backend.get_instruction()
+    assert first in ("tap the round bell with the left arm", "the left arm presses the round bell")
+    assert backend._env.get_instruction() == first  # RoboTwin's env knows it too
+    again = RoboTwinBackend("cpu")
+    again.setup_demo("click_bell", SEED, 400)
+    again.play_once()
+    again.close_env()
+    again.setup_demo("click_bell", SEED, 400)
+    assert again.get_instruction() == first  # the same on every machine and rerun
+    monkeypatch.setenv("RTBENCH_INSTRUCTION_TYPE", "seen")
+    seen = RoboTwinBackend("cpu")
+    seen.setup_demo("click_bell", SEED, 400)  # no expert check: templates naming no object, else the description
+    assert seen.get_instruction() == "click_bell with one arm"
+    monkeypatch.setenv("FAKE_ROBOTWIN_EXPERT_FAILS", str(SEED))
+    seen.play_once()
+    assert not seen.plan_success
+
+
+def test_an_unstable_seed_and_an_unknown_task(robotwin: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FAKE_ROBOTWIN_UNSTABLE", str(SEED))
+    backend = RoboTwinBackend("cpu")
+    with pytest.raises(UnstableSceneError, match=f"click_bell seed {SEED}: Objects is unstable"):
+        backend.setup_demo("click_bell", SEED, 400)
+    with pytest.raises(BackendError, match="has no task 'stack_blocks_nine'"):
+        backend.setup_demo("stack_blocks_nine", SEED, 400)
+
+
+def joint_targets(backend: RoboTwinBackend, since: int) -> list[tuple[str, np.ndarray]]:
+    return backend._env.robot.sent[since:]
+
+
+def test_perturbations_reach_the_joint_targets_in_both_action_spaces(robotwin: Path):
+    config = load_spec("lm20").config("bias_lm_always_on", "click_bell", 0)
+    bias = np.asarray(config["params"]["b"])
+    backend = RoboTwinBackend("cpu")
+    backend.setup_demo("click_bell", SEED, 400)
+    env = PerturbedEnv(backend, create_channel(config, backend.joint_state()), Deadline(None))
+
+    command = np.linspace(-0.3, 0.3, 14)
+    sent = len(backend._env.robot.sent)
+    env.take_action(command, "qpos")  # perturbed before RoboTwin sees it: a_t = u_t + b
+    (_, left), (_, right) = joint_targets(backend, sent)[1], joint_targets(backend, sent)[3]
+    assert np.allclose(left, command[:6] + bias[:6]) and np.allclose(right, command[7:13] + bias[7:13])
+
+    before = backend.joint_state()
+    pose = np.array([0.1, 0.2, 0.3, 1.0, 0.0, 0.0, 0.0, 1.0, 0.2, 0.1, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    sent = len(backend._env.robot.sent)
+    env.take_action(pose, "ee")
+    targets = joint_targets(backend, sent)
+    left_plan = np.linspace(before[:6], [0.1, 0.2, 0.3, 0, 0, 0], 5)[1:]
+    right_plan = np.linspace(before[7:13], [0.2, 0.1, 0.0, 0, 0, 0], 5)[1:]
+    assert len(targets) == 8  # every target of the action carries the offset, none is missed
+    for (arm, target), planned in zip(targets, [*left_plan, *right_plan], strict=True):
+        part = bias[:6] if arm == "left" else bias[7:13]
+        assert np.allclose(target, planned + part)
+    assert backend.joint_target_offset is None  # only while the action executes
+
+
+def test_the_offset_is_removed_when_an_action_raises(robotwin: Path):
+    config = load_spec("lm20").config("bias_lm_always_on", "click_bell", 0)
+    backend = RoboTwinBackend("cpu")
+    backend.setup_demo("click_bell", SEED, 400)
+    env = PerturbedEnv(backend, create_channel(config, backend.joint_state()), Deadline(None))
+
+    def planner_crash(*_, **__):
+        raise ValueError("planner crash")
+
+    backend._env.robot.right_plan_path = planner_crash
+    with pytest.raises(ValueError, match="planner crash"):
+        env.take_action(np.zeros(16), "ee")
+    assert backend.joint_target_offset is None
+    sent = len(backend._env.robot.sent)
+    env.take_action(np.zeros(14), "qpos")  # the next action carries the channel's bias once, no stale offset
+    left = [target for arm, target in joint_targets(backend, sent) if arm == "left"]
+    assert np.allclose(left[-1], np.asarray(config["params"]["b"])[:6])
+
+
+@pytest.mark.parametrize(("remove", "words"), [
+    ("envs/_base_task.py", "missing envs/_base_task.py"),
+    ("task_config/demo_clean.yml", "missing task_config/demo_clean.yml"),
+    ("description/task_instruction", "missing description/task_instruction/"),
+])
+def test_another_layout_is_refused_with_one_message(robotwin: Path, remove: str, words: str):
+    import shutil
+
+    target = robotwin / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(BackendError, match=words) as refused:
+        robotwin_root()
+    assert "expected envs/, task_config/" in str(refused.value)
+
+
+def test_without_a_checkout_or_a_renderer(robotwin: Path, monkeypatch: pytest.MonkeyPatch):
+    assert render_self_test().startswith("render self-test passed")
+    monkeypatch.setenv("FAKE_SAPIEN_NO_DEVICE", "1")
+    with pytest.raises(BackendError, match="render self-test failed on GPU .*failed to find a rendering device"):
+        render_self_test()
+    monkeypatch.delenv("RTBENCH_ROBOTWIN_ROOT")
+    with pytest.raises(BackendError, match="needs RTBENCH_ROBOTWIN_ROOT"):
+        RoboTwinBackend("cpu")
