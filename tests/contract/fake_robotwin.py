@@ -169,6 +169,39 @@ def generate_episode_descriptions(task_name, episodes, max_descriptions=1000000)
     return results
 '''
 
+# A RoboTwin "deploy policy" folder as RoboTwin ships them (policy/DP): relative paths from the
+# checkout, a model per task, eval() executing an action chunk itself.
+DEPLOY_POLICY = '''
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class HoldModel:
+    def __init__(self, usr_args):
+        self.usr_args = usr_args
+        self.resets = 0
+
+
+def get_model(usr_args):
+    Path("policy/FakeDP/checkpoints").mkdir(exist_ok=True)  # relative: run from the checkout
+    (Path("policy/FakeDP/checkpoints") / f"{usr_args['task_name']}.json").write_text(json.dumps(usr_args))
+    return HoldModel(usr_args)
+
+
+def eval(TASK_ENV, model, observation):
+    joints = observation["joint_action"]["vector"]
+    instruction = TASK_ENV.get_instruction()
+    assert instruction, "the deploy policy reads the instruction from TASK_ENV"
+    for _ in range(model.usr_args["chunk"]):
+        TASK_ENV.take_action(np.asarray(joints))
+
+
+def reset_model(model):
+    model.resets += 1
+'''
+
 FAKE_SAPIEN = '''
 import os
 
@@ -223,6 +256,9 @@ def build_fake_robotwin(root: Path, tasks: tuple[str, ...] = ("click_bell", "ope
     write("task_config/_eval_step_limit.yml", "".join(f"{task}: 400\n" for task in tasks))
     write("assets/embodiments/aloha-agilex/config.yml",
           "arm_joints_name: [[j1, j2, j3, j4, j5, j6], [j1, j2, j3, j4, j5, j6]]\n")
+    write("policy/FakeDP/__init__.py", "from .deploy_policy import *\n")
+    write("policy/FakeDP/deploy_policy.py", DEPLOY_POLICY)
+    write("policy/FakeDP/deploy_policy.yml", "policy_name: FakeDP\nckpt_setting: demo_clean\nchunk: 2\nseed: 0\n")
     site = root.parent / f"{root.name}-site"
     (site / "sapien").mkdir(parents=True, exist_ok=True)
     (site / "sapien" / "__init__.py").write_text(textwrap.dedent(FAKE_SAPIEN).lstrip("\n"))

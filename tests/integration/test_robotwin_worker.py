@@ -1,0 +1,118 @@
+"""The robotwin backend and RoboTwin's deploy policies through real workers and a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.contract.fake_robotwin import build_fake_robotwin
+from tests.integration.queue_support import dead_letters, done_count, records, wait_for
+
+SLICE = ("--settings", "bias_lm_always_on,scale_lm_always_on", "--tasks", "click_bell,open_laptop",
+         "--max-repeat", "2")
+SEEDS = {"click_bell": 54737, "open_laptop": 11471}
+
+
+# A qpos policy in today's style (one-argument load), for scenes that have no kinematic target.
+HOLD_STILL = """
+class HoldStill:
+    name = "hold_still"
+    action_type = "qpos"
+
+    def load(self, config):
+        pass
+
+    def reset(self, task_env, instruction):
+        pass
+
+    def step(self, task_env, observation):
+        task_env.take_action(observation["joint_action"]["vector"], action_type="qpos")
+"""
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, queue_env: dict[str, str]) -> dict[str, str]:
+    """The worker environment for the fake checkout, and a policies file naming its deploy policy."""
+    root = tmp_path / "RoboTwin"
+    site = build_fake_robotwin(root)
+    (tmp_path / "fake_dp.yml").write_text("robotwin_root: ${ROBOTWIN}\npolicy_name: FakeDP\nchunk: 3\n")
+    (tmp_path / "hold_still.py").write_text(HOLD_STILL)
+    (tmp_path / "policies.yml").write_text(textwrap.dedent("""\
+        policies:
+          FakeDP:
+            adapter: robotwin_deploy
+            config: fake_dp.yml
+          HoldStill:
+            adapter: hold_still:HoldStill
+        """))
+    return {"RTBENCH_BACKEND": "robotwin", "RTBENCH_ROBOTWIN_ROOT": str(root), "ROBOTWIN": str(root),
+            "RTBENCH_POLICIES_FILE": str(tmp_path / "policies.yml"), "RTBENCH_SKIP_EXPERT_CHECK": "0",
+            "RTBENCH_DEVICE": "cpu", "PYTHONPATH": os.pathsep.join([str(site), queue_env["PYTHONPATH"]])}
+
+
+def test_episodes_run_end_to_end_on_robotwin_with_its_failure_modes(workers, producer, broker, tmp_path, checkout):
+    env = {**checkout, "FAKE_ROBOTWIN_UNSTABLE": str(SEEDS["open_laptop"])}
+    worker = workers(env=env)
+    assert "render self-test passed" in worker.log_text()
+    sent = producer("enqueue", "lm20", "--policy", "HoldStill", "--policy", "FakeDP", *SLICE)
+    assert sent.returncode == 0 and "enqueued 16" in sent.stdout, sent.stderr
+    wait_for(lambda: done_count(broker) == 16, 180, "16 episodes")
+    written = records(tmp_path / "results")
+    assert len(written) == 16 and dead_letters(broker) == []
+    for record in written.values():
+        assert record["backend"] == "robotwin"
+        if record["task"] == "open_laptop":  # its scene is unstable: recorded as such, not the policy's failure
+            assert record["error"] == "unstable_seed" and record["steps"] == 0
+        else:
+            assert record["error"] is None and record["steps"] > 0, record["error"]
+            assert record["instruction"] in ("tap the round bell with the left arm",
+                                              "the left arm presses the round bell")
+    # The deploy policy's model was built once for its task, from the checkout, with its usr_args.
+    usr_args = json.loads((Path(checkout["RTBENCH_ROBOTWIN_ROOT"]) / "policy/FakeDP/checkpoints/click_bell.json")
+                          .read_text())
+    assert usr_args["task_name"] == "click_bell" and usr_args["chunk"] == 3 and usr_args["device"] == "cpu"
+    assert usr_args["ckpt_setting"] == "demo_clean" and usr_args["left_arm_dim"] == 6
+
+
+def test_a_failed_expert_is_recorded(workers, producer, broker, tmp_path, checkout):
+    workers(env={**checkout, "FAKE_ROBOTWIN_EXPERT_FAILS": str(SEEDS["click_bell"])})
+    producer("enqueue", "lm20", "--policy", "HoldStill", "--settings", "bias_lm_always_on", "--tasks", "click_bell",
+             "--max-repeat", "1")
+    wait_for(lambda: done_count(broker) == 1, 120, "the episode")
+    (record,) = records(tmp_path / "results").values()
+    assert record["error"] == "expert_failed"
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"RTBENCH_ROBOTWIN_ROOT": "/nonexistent/RoboTwin"}, "not a RoboTwin 2.0 checkout of the classic layout"),
+    ({"FAKE_SAPIEN_NO_DEVICE": "1"}, "render self-test failed on GPU"),
+])
+def test_a_machine_that_cannot_run_robotwin_stops_at_start_and_takes_nothing(producer, broker, queue_env, checkout,
+                                                                              change, words):
+    producer("enqueue", "lm20", "--policy", "HoldStill", "--settings", "bias_lm_always_on", "--tasks", "click_bell",
+             "--max-repeat", "2")
+    queued = broker.llen("episodes")
+    assert queued == 2
+    started = subprocess.run([sys.executable, "-m", "worker"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **queue_env, **checkout, **change})
+    assert started.returncode == 2 and words in started.stderr, started.stderr[-2000:]
+    assert broker.llen("episodes") == queued and dead_letters(broker) == []  # every message still queued
+
+
+def test_enqueue_and_report_import_nothing_of_robotwin(tmp_path, checkout, queue_env):
+    for command in (["-m", "producer", "enqueue", "lm20", "--policy", "Motus", "--dry-run"],
+                    ["-m", "reporting.cli", "--spec", "lm20", "--results-dir", str(tmp_path / "none")]):
+        ran = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, **queue_env, **checkout})
+        imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines() if "import time:" in line}
+        assert not {"envs", "sapien", "benchmark.backends.robotwin", "torch"} & imported, command
+    dry = subprocess.run([sys.executable, "-m", "producer", "enqueue", "lm20", "--policy", "Motus", "--dry-run"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **queue_env})  # no checkout named at all
+    assert dry.returncode == 0 and "lm20: would enqueue" in dry.stdout, dry.stdout + dry.stderr
