@@ -23,6 +23,7 @@ from typing import Any
 from benchmark.atomic import write_bytes_atomic
 from benchmark.episodes import EpisodeKey, repeat_index_from_filename
 from benchmark.errors import InvalidNameError, RecordError
+from benchmark.failure_modes import RETRIED_LABELS
 from benchmark.record_schema import EpisodeRecord
 from benchmark.sync_journal import note_written
 
@@ -34,7 +35,7 @@ KNOWN_ERROR_LABELS = ("expert_check_error", "eval_error", "unstable_seed", "expe
 UNKNOWN_ERROR_LABEL = "unknown_error"
 # Labels of infrastructure failures (recorded only after the retries ran out): a record with
 # one of them is not "done", resuming runs the episode again.
-INFRASTRUCTURE_ERROR_LABELS = frozenset({"worker_lost", "cuda_oom", "policy_server_lost", "timeout"})
+INFRASTRUCTURE_ERROR_LABELS = RETRIED_LABELS  # benchmark/failure_modes.py: the one table
 
 # Statuses of RecordRead.
 OK = "ok"

@@ -9,6 +9,7 @@ lost policy server, a timeout) say nothing about the policy: the runner raises
 from __future__ import annotations
 
 from benchmark.errors import BenchmarkError
+from benchmark.failure_modes import retried_label
 
 
 class RetryableEpisodeError(BenchmarkError):
@@ -36,18 +37,8 @@ class PolicyServerLost(RetryableEpisodeError):
 
 
 def infrastructure_label(exc: BaseException) -> str | None:
-    """The label of an infrastructure failure, or None for a deterministic one.
-
-    Matched by class name and message so that torch and websockets need not be imported.
-    """
+    """The label of an infrastructure (retried) failure, or None for a deterministic one; the
+    table of what is retried and what is recorded is ``benchmark.failure_modes``."""
     if isinstance(exc, RetryableEpisodeError):
         return exc.label
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "OutOfMemoryError" in names or (isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)):
-        return "cuda_oom"
-    if isinstance(exc, ConnectionError) or names & {"ConnectionClosed", "InvalidURI", "WebSocketException"}:
-        return "policy_server_lost"
-    # Celery's soft time limit (billiard's SoftTimeLimitExceeded) is the queue's deadline.
-    if isinstance(exc, TimeoutError) or "SoftTimeLimitExceeded" in names:
-        return "timeout"
-    return None
+    return retried_label(exc)

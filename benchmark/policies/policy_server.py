@@ -98,6 +98,12 @@ class PolicyServerClient:
         raise PolicyServerLost(f"policy server {self.uri} unreachable after {self.reconnect_attempts} attempt(s) "
                                f"({self.connect_timeout_s:.0f} s each): {problem}")
 
+    def get_server_metadata(self) -> Any:
+        """The metadata frame (connecting first): the name today's clients use for it."""
+        if self._connection is None:
+            self.connect()
+        return self.metadata
+
     def infer(self, observation: dict[str, Any]) -> dict[str, Any]:
         """The server's reply to ``observation``; ``PolicyServerLost`` if it does not come."""
         from websockets.exceptions import WebSocketException
