@@ -39,6 +39,7 @@ from benchmark.perturbation import create_channel, sample_params
 from benchmark.provenance import code_version
 from benchmark.spec import Spec, load_spec, parse_spec
 from benchmark.spec_generator import spec_bytes
+from benchmark.verify_units import load_run
 
 DEFAULT_MAX_TRIES = 100
 
@@ -265,6 +266,7 @@ def effectiveness_table(ordered_units: list[dict[str, Any]]) -> Table:
 Examples:
   python -m benchmark.verify --base lm20 --worker-id 0 --num-workers 2
   python -m benchmark.verify --merge --output benchmark/benchmark_spec_verified.json
+  python -m benchmark.verify --base lm20 --merge --parts-dir results/.verify/lm20-<sha>-robotwin --output v.json
 """)
 @click.option("--base", "base_ref", default="lm20", show_default=True,
               help="Spec whose settings, tasks, repeats and env seeds are verified.")
@@ -276,7 +278,8 @@ Examples:
 @click.option("--max-tries", type=click.IntRange(min=1), default=DEFAULT_MAX_TRIES, show_default=True)
 @click.option("--backend", "backend_name", default="kinematic", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--merge", is_flag=True, help="Merge the complete parts of --parts-dir into --output.")
+@click.option("--merge", is_flag=True, help="Merge the complete parts of --parts-dir (static part files, or the "
+              "unit folder of a queue run: results/.verify/<run>) into --output.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Verified spec to write (with --merge).")
 @user_errors
@@ -288,7 +291,11 @@ def main(base_ref, parts_dir, worker_id, num_workers, master_seed, max_tries, ba
     if merge:
         if output is None:
             raise click.BadParameter("--merge needs --output", param_hint="--output")
-        data, ordered = merge_parts(base, parts_dir)
+        if any(parts_dir.glob("part_*.json")):
+            data, ordered = merge_parts(base, parts_dir)
+        else:  # the unit files of a queue run (python -m producer verify)
+            header, ordered, codes = load_run(base, parts_dir)
+            data = _verified_spec(base, header, ordered, codes)
         raw = spec_bytes(data)
         parse_spec(raw, source=str(output))  # never write a spec the loader would refuse
         write_bytes_atomic(output, raw)

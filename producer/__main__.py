@@ -21,6 +21,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from benchmark.backends import available_backends
+from benchmark.catalog import SEVERITIES
 from benchmark.cli_support import UserError, user_errors
 from benchmark.errors import BenchmarkError
 from benchmark.names import validate_name
@@ -30,11 +32,14 @@ from benchmark.run_settings import check_results_dir
 from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
 from benchmark.spec_slice import SpecSlice, report_command, slice_options
+from benchmark.verify import DEFAULT_MAX_TRIES
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
 from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table, sync_table
+from producer.verify import plan_verify, send_units
+from worker.queue.messages import VERIFY_QUEUE
 from worker.queue.state import QueueState, connect
-from worker.settings import Settings, check_broker_url, redact_url
+from worker.settings import Settings, check_broker_url, redact_url, use
 
 log = logging.getLogger("producer")
 EXIT_INTERRUPTED = 130
@@ -232,6 +237,42 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch) -> No
                 live.update(view())
     except KeyboardInterrupt:
         pass  # Ctrl-C is how --watch ends
+
+
+@cli.command(epilog="""\b
+Examples:
+  python -m producer verify lm20 --backend robotwin
+  python -m producer verify full --backend robotwin --severity lm --dry-run
+  (workers: RTBENCH_QUEUES=verify RTBENCH_BACKEND=robotwin python -m worker)
+""")
+@click.argument("spec_ref", metavar="SPEC")
+@click.option("--backend", help="Simulator the units run on (default: RTBENCH_BACKEND, else kinematic); the "
+              "verify workers must run the same.")
+@click.option("--severity", type=click.Choice(SEVERITIES), help="Only this severity's settings.")
+@click.option("--master-seed", type=int, help="Seed of the unit generators (default: the spec's).")
+@click.option("--max-tries", type=click.IntRange(min=1), default=DEFAULT_MAX_TRIES, show_default=True,
+              help="Samples a repeat slot may take to find an effective perturbation.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing.")
+@group_options
+@click.pass_obj
+@user_errors
+def verify(obj: Context, spec_ref, backend, severity, master_seed, max_tries, dry_run) -> None:
+    """Enqueue the (setting, task) units of a verification not done yet, one message each, on the 'verify' queue."""
+    base = load_spec(spec_ref)
+    backend = backend or obj.settings.backend
+    if backend not in available_backends():
+        raise UserError(f"--backend {backend!r}: unknown backend; known backends: {', '.join(available_backends())}")
+    master_seed = base.master_seed if master_seed is None else master_seed
+    plan = plan_verify(base, obj.settings.results_dir, backend, severity, master_seed, max_tries,
+                       obj.state.queued_task_ids(VERIFY_QUEUE))
+    verb = "would enqueue" if dry_run else "enqueued"
+    if not dry_run:
+        use(obj.settings)  # the Celery app's broker
+        send_units(base, spec_ref, plan, backend, master_seed, max_tries)
+    click.echo(f"{base.name}: {verb} {len(plan.units)} units on the '{VERIFY_QUEUE}' queue ({plan.verified} "
+               f"verified already, {plan.queued} waiting in the queue); backend {backend}")
+    click.echo(f"when all are verified: python -m benchmark.verify --base {spec_ref} --merge --parts-dir "
+               f"{plan.folder} --output verified.json")
 
 
 @cli.command(epilog="""\b

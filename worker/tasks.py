@@ -58,10 +58,10 @@ def run_episode(self: Task, *args, **kwargs) -> str:
                        delivery_id=self.request.id or "")
     except Defer as defer:
         log.info("%s is claimed by %s; looking again in %.0f s", episode, defer.owner, defer.delay)
-        _redeliver(self, defer.delay)
+        redeliver(self, defer.delay)
     except Retry as retry:
         log.warning("%s: %s; retrying in %.0f s", episode, retry.cause, retry.delay)
-        _redeliver(self, retry.delay)
+        redeliver(self, retry.delay)
     except Blocked as blocked:
         raise Reject(f"worker blocked: {blocked}", requeue=True) from None
     except redis.RedisError as exc:
@@ -74,7 +74,7 @@ def run_episode(self: Task, *args, **kwargs) -> str:
         # deliver() handles its own failures; this is one around it (the child's context could
         # not be built). Celery would acknowledge the message: keep it as a dead letter instead.
         return _dead_letter_outside_delivery(self, args, kwargs, exc)
-    raise AssertionError("unreachable")  # _redeliver always raises
+    raise AssertionError("unreachable")  # redeliver always raises
 
 
 def _dead_letter_outside_delivery(task: Task, args: tuple, kwargs: dict, exc: Exception) -> str:
@@ -90,7 +90,7 @@ def _dead_letter_outside_delivery(task: Task, args: tuple, kwargs: dict, exc: Ex
     return "dead"
 
 
-def _redeliver(task: Task, countdown: float) -> None:
+def redeliver(task: Task, countdown: float) -> None:
     """Re-publish this delivery after ``countdown`` s (raises Celery's Retry, which acknowledges
     this copy). Celery turns a failed re-publish into a Reject without requeue, which would drop
     the message: requeue this copy instead."""

@@ -15,6 +15,8 @@ from benchmark.episodes import EpisodeKey
 from benchmark.errors import InvalidNameError
 
 TASK_RUN_EPISODE = "rtbench.run_episode"  # the Celery task name of an episode message
+TASK_VERIFY_UNIT = "rtbench.verify_unit"  # one (setting, task) unit of a verification (worker/verify_task.py)
+VERIFY_QUEUE = "verify"                   # the queue of those units
 TASK_ID_NAMESPACE = uuid.UUID("5d6f4b8e-3c1a-4f7e-9b2d-8a1c0e6f2b47")
 _NAMESPACE_BYTES = TASK_ID_NAMESPACE.bytes
 

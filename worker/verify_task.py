@@ -1,0 +1,80 @@
+"""The ``rtbench.verify_unit`` task: one (setting, task) unit of a verification, through the queue.
+
+A worker consuming the ``verify`` queue (``RTBENCH_QUEUES=episodes,verify``) runs the unit with
+``benchmark.verify.verify_unit`` on its own backend and writes the unit's file
+(``benchmark.verify_units``). Every delivery ends in a file, a skip (the file exists), a
+re-delivery or a dead letter: a unit never vanishes with an acknowledgement.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+
+from benchmark.errors import BenchmarkError
+from benchmark.provenance import code_version
+from benchmark.spec import load_spec
+from benchmark.verify import verify_unit
+from benchmark.verify_units import run_header, unit_done, unit_path, write_unit
+from worker.app import app
+from worker.queue.messages import TASK_VERIFY_UNIT
+from worker.tasks import child_context, redeliver
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+UNIT_KEYS = {"spec": str, "spec_sha256": str, "setting_id": str, "task": str, "master_seed": int, "max_tries": int,
+             "backend": str}
+
+
+@app.task(bind=True, name=TASK_VERIFY_UNIT, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+def verify_unit_task(self: Task, **kwargs) -> str:
+    context = child_context()
+    hostname = self.request.hostname or "unknown"
+
+    def dead(reason: str, detail: str, trace: str | None = None) -> str:
+        log.warning("verify unit dead letter (%s): %s", reason, detail)
+        try:
+            context.state.dead_letter(reason, detail, message={"args": [], "kwargs": kwargs}, episode_id=None,
+                                      worker=hostname, traceback=trace)
+        except redis.RedisError as exc:  # nowhere to keep it: the message goes back instead
+            raise Reject(f"could not store the dead letter ({exc}); back to the queue", requeue=True) from None
+        return "dead"
+
+    bad = [key for key, kind in UNIT_KEYS.items() if not isinstance(kwargs.get(key), kind)]
+    if bad:
+        return dead("malformed_message", f"verify unit without a valid {', '.join(bad)}")
+    if kwargs["backend"] != context.settings.backend:
+        return dead("backend_mismatch", f"the unit is for backend {kwargs['backend']!r}, this worker runs "
+                    f"{context.settings.backend!r}; only workers of that backend may consume the verify queue "
+                    "(python -m producer verify enqueues the unit again)")
+    try:
+        base = load_spec(kwargs["spec"])
+    except BenchmarkError as exc:
+        return dead("spec_unavailable", str(exc))
+    if base.sha256 != kwargs["spec_sha256"]:
+        return dead("spec_mismatch", f"the unit expects {kwargs['spec']} with sha256 {kwargs['spec_sha256'][:12]}..., "
+                    f"this worker's file has {base.sha256[:12]}...")
+    if kwargs["setting_id"] not in {s.id for s in base.settings} or kwargs["task"] not in base.tasks:
+        return dead("not_in_spec", f"{kwargs['setting_id']}/{kwargs['task']} is not a unit of {kwargs['spec']}")
+    header = run_header(base, master_seed=kwargs["master_seed"], max_tries=kwargs["max_tries"],
+                        backend=kwargs["backend"])
+    results = context.settings.results_dir
+    path = unit_path(results, base, kwargs["backend"], kwargs["setting_id"], kwargs["task"])
+    if unit_done(path, header):
+        return "skipped"
+    try:
+        result = verify_unit(base, kwargs["setting_id"], kwargs["task"], context.backend(),
+                             master_seed=kwargs["master_seed"], max_tries=kwargs["max_tries"])
+        write_unit(results, path, header, {"setting_id": kwargs["setting_id"], "task": kwargs["task"],
+                                           "configs": result.configs, "stats": result.stats()}, code_version())
+    except Exception as exc:
+        if self.request.retries + 1 < MAX_ATTEMPTS:  # a machine's trouble: once more, elsewhere perhaps
+            log.warning("verify unit %s/%s failed (%s); retrying", kwargs["setting_id"], kwargs["task"], exc)
+            redeliver(self, min(60.0, 2.0 ** (self.request.retries + 1)))
+        return dead("verify_failed", f"{type(exc).__name__}: {exc} (after {MAX_ATTEMPTS} attempts)",
+                    traceback.format_exc())
+    return "verified"
