@@ -214,6 +214,9 @@ def _verified_spec(base: Spec, header: dict[str, Any], ordered_units: list[dict[
         "base": header["base"],
         "per_unit": per_unit,
     }
+    simulators = {json.dumps(p.get("backend_provenance"), sort_keys=True) for p in parts if p.get("backend_provenance")}
+    if simulators:  # e.g. the RoboTwin commit; none for the built-in kinematic simulator
+        data["verified_with"]["backend_provenance"] = [json.loads(s) for s in sorted(simulators)]
     return data
 
 
@@ -223,7 +226,8 @@ def run_worker(base: Spec, backend: Backend, parts_dir: Path, *, worker_id: int,
     header = part_header(base, master_seed=master_seed, max_tries=max_tries, backend=backend.name,
                          worker_id=worker_id, num_workers=num_workers)
     path = part_path(parts_dir, worker_id, num_workers)
-    part = {**header, "code_version": code_version(), "complete": False, "units": []}
+    part = {**header, "code_version": code_version(), "backend_provenance": backend.provenance(), "complete": False,
+            "units": []}
     if path.exists():
         previous = load_part(path)
         if all(previous.get(k) == v for k, v in header.items()):

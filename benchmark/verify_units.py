@@ -61,9 +61,11 @@ def unit_done(path: Path, header: dict[str, Any]) -> bool:
     return unit is not None and all(unit.get(key) == header[key] for key in RUN_KEYS)
 
 
-def write_unit(results_dir: Path, path: Path, header: dict[str, Any], unit: dict[str, Any], code: str) -> None:
+def write_unit(results_dir: Path, path: Path, header: dict[str, Any], unit: dict[str, Any], code: str,
+               backend_provenance: dict[str, Any]) -> None:
     """Write one unit atomically and journal it for the results sync."""
-    write_bytes_atomic(path, json.dumps({**header, "code_version": code, **unit}).encode())
+    body = {**header, "code_version": code, "backend_provenance": backend_provenance, **unit}
+    write_bytes_atomic(path, json.dumps(body).encode())
     note_written(results_dir, path.relative_to(results_dir).as_posix())
 
 
@@ -96,4 +98,5 @@ def load_run(base: Spec, folder: Path) -> tuple[dict[str, Any], list[dict[str, A
         raise VerifyUnitsError(f"{len(missing)} (setting, task) units not verified yet, e.g. {', '.join(missing[:5])}; "
                           "python -m producer status shows the verify queue")
     ordered = [{key: found[u][key] for key in ("setting_id", "task", "configs", "stats")} for u in wanted]
-    return header, ordered, [{"code_version": found[u]["code_version"]} for u in wanted]
+    return header, ordered, [{"code_version": found[u]["code_version"],
+                              "backend_provenance": found[u].get("backend_provenance") or {}} for u in wanted]

@@ -67,10 +67,12 @@ def verify_unit_task(self: Task, **kwargs) -> str:
     if unit_done(path, header):
         return "skipped"
     try:
-        result = verify_unit(base, kwargs["setting_id"], kwargs["task"], context.backend(),
+        backend = context.backend()
+        result = verify_unit(base, kwargs["setting_id"], kwargs["task"], backend,
                              master_seed=kwargs["master_seed"], max_tries=kwargs["max_tries"])
         write_unit(results, path, header, {"setting_id": kwargs["setting_id"], "task": kwargs["task"],
-                                           "configs": result.configs, "stats": result.stats()}, code_version())
+                                           "configs": result.configs, "stats": result.stats()}, code_version(),
+                   backend.provenance())
     except Exception as exc:
         if self.request.retries + 1 < MAX_ATTEMPTS:  # a machine's trouble: once more, elsewhere perhaps
             log.warning("verify unit %s/%s failed (%s); retrying", kwargs["setting_id"], kwargs["task"], exc)

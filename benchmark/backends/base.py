@@ -90,6 +90,10 @@ class Backend(ABC):
     def close_env(self) -> None:
         """Free the scene and the device memory it holds."""
 
+    def provenance(self) -> dict[str, Any]:
+        """What a verified spec records about the simulator beyond its name (e.g. a checkout's commit)."""
+        return {}
+
     def joint_state(self) -> np.ndarray:
         """The current 14-D joint vector (float64)."""
         return np.asarray(self.get_obs()["joint_action"]["vector"], dtype=np.float64)

@@ -91,6 +91,7 @@ class RoboTwinBackend(Backend):
         self._env: Any = None
         self._args: dict[str, Any] | None = None
         self._expert_info: dict[tuple[str, int], dict] = {}  # what play_once saw, for the instruction
+        self._recording: list[tuple[str, Any]] | None = None  # (arm or gripper, target) while plan_expert runs
 
     # -- RoboTwin's own modules, from the checkout's folder -------------------------------------
 
@@ -184,9 +185,36 @@ class RoboTwinBackend(Backend):
             self._expert_info[(self.task, self.seed)] = info["info"]
         return ExpertPlan(success=self.plan_success)
 
+    def provenance(self) -> dict[str, Any]:
+        """The checkout's commit (``git rev-parse HEAD``), so that a verified spec says which RoboTwin made it."""
+        import subprocess
+
+        try:
+            commit = subprocess.run(["git", "-C", str(self.root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = f"unknown (not a git checkout; expected {ROBOTWIN_COMMIT})"
+        return {"robotwin_commit": commit, "task_config": self.task_config}
+
     def plan_expert(self) -> ExpertPlan:
-        raise BackendError("the robotwin backend's expert runs on the live scene (play_once); it has no "
-                           "separate plan to replay")
+        """The expert's joint trajectory, for verification's open-loop replay.
+
+        RoboTwin's expert moves the live scene (``play_once``) instead of returning a plan, so
+        the joint and gripper targets it sends are recorded as 14-D commands, and the same scene
+        (task, env seed) is set up again for the replay. The commands are thinned evenly to half
+        the step limit (first and last kept): RoboTwin's expert sends one target per physics
+        step, and a replay must fit within the episode's actions.
+        """
+        task, seed, limit = self.task, self.seed, self.step_lim
+        start = self.joint_state()
+        self._recording = []
+        try:
+            solved = self.play_once().success and self.check_success()
+        finally:
+            recorded, self._recording = self._recording, None
+        self.close_env()
+        self.setup_demo(task, seed, limit)
+        return ExpertPlan(success=solved, trajectory=thin(commands(start, recorded), max(1, limit // 2)))
 
     def close_env(self) -> None:
         if self._env is not None:
@@ -199,19 +227,25 @@ class RoboTwinBackend(Backend):
     def _hook_joint_targets(self, env: Any) -> None:
         """Every joint target of an ``ee`` action gets ``joint_target_offset`` added (its arm's part)."""
         robot = env.robot
-        send = robot.set_arm_joints
+        send, grip = robot.set_arm_joints, robot.set_gripper
+
+        def set_gripper(gripper_val: Any, arm_tag: Any, *args: Any, **kwargs: Any) -> Any:
+            if self._recording is not None:
+                self._recording.append((f"{_side(arm_tag)}_gripper", float(gripper_val)))
+            return grip(gripper_val, arm_tag, *args, **kwargs)
 
         def set_arm_joints(target_position: Any, target_velocity: Any, arm_tag: Any) -> Any:
+            if self._recording is not None:
+                self._recording.append((_side(arm_tag), np.asarray(target_position, dtype=np.float64).copy()))
             offset = self.joint_target_offset
             if offset is not None:
                 target = np.asarray(target_position, dtype=np.float64)
                 dof = target.shape[-1]
-                left = str(arm_tag).lower().endswith("left")
-                part = offset[:dof] if left else offset[dof + 1: 2 * dof + 1]
+                part = offset[:dof] if _side(arm_tag) == "left" else offset[dof + 1: 2 * dof + 1]
                 target_position = target + part
             return send(target_position, target_velocity, arm_tag)
 
-        robot.set_arm_joints = set_arm_joints
+        robot.set_arm_joints, robot.set_gripper = set_arm_joints, set_gripper
 
     def _instruction(self, task: str, seed: int) -> str | None:
         info = self._expert_info.get((task, seed))
@@ -226,6 +260,34 @@ class RoboTwinBackend(Backend):
         templates = json.loads((self.root / "description" / "task_instruction" / f"{task}.json").read_text())
         plain = [t for t in templates.get(self.instruction_type, []) if "{" not in t]
         return choose(plain, task, seed) if plain else templates.get("full_description")
+
+
+def _side(arm_tag: Any) -> str:
+    return "left" if str(arm_tag).lower().endswith("left") else "right"
+
+
+def commands(start: np.ndarray, recorded: list[tuple[str, Any]]) -> list[np.ndarray]:
+    """14-D commands ``[left arm, left gripper, right arm, right gripper]`` from the recorded
+    targets, each one the state of all targets after one of them changed."""
+    vector, out = np.asarray(start, dtype=np.float64).copy(), []
+    dof = (len(vector) - 2) // 2
+    for what, target in recorded:
+        if what == "left":
+            vector[:dof] = target
+        elif what == "right":
+            vector[dof + 1: 2 * dof + 1] = target
+        else:
+            vector[dof if what == "left_gripper" else 2 * dof + 1] = target
+        out.append(vector.copy())
+    return out
+
+
+def thin(trajectory: list[np.ndarray], at_most: int) -> list[np.ndarray]:
+    """At most ``at_most`` commands, evenly spaced, the first and the last kept."""
+    if len(trajectory) <= at_most:
+        return trajectory
+    picks = np.unique(np.linspace(0, len(trajectory) - 1, at_most).round().astype(int))
+    return [trajectory[i] for i in picks]
 
 
 def render_self_test() -> str:

@@ -18,5 +18,6 @@ def robotwin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RTBENCH_ROBOTWIN_ROOT", str(root))
     monkeypatch.syspath_prepend(str(site))
     yield root
-    for name in [m for m in sys.modules if m == "envs" or m.startswith(("envs.", "generate_episode_instructions"))]:
-        del sys.modules[name]  # the next test's checkout is another folder
+    for name, module in list(sys.modules.items()):  # the next test's checkout is another folder
+        if str(getattr(module, "__file__", None) or "").startswith(str(root)):
+            del sys.modules[name]

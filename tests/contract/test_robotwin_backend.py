@@ -143,3 +143,26 @@ def test_without_a_checkout_or_a_renderer(robotwin: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("RTBENCH_ROBOTWIN_ROOT")
     with pytest.raises(BackendError, match="needs RTBENCH_ROBOTWIN_ROOT"):
         RoboTwinBackend("cpu")
+
+
+def test_verification_replays_the_experts_recorded_joint_targets(robotwin: Path):
+    from benchmark.backends.robotwin import thin
+    from benchmark.verify import replay_fails, verify_unit
+
+    spec = load_spec("lm20")
+    backend = RoboTwinBackend("cpu")
+    backend.setup_demo("click_bell", SEED, 400)
+    plan = backend.plan_expert()
+    assert plan.success and len(plan.trajectory) == 2  # the fake expert sends one target per arm
+    assert backend.take_action_cnt == 0 and not backend.check_success()  # the scene was set up again
+    backend.close_env()
+    clean = {**spec.config("bias_lm_always_on", "click_bell", 0), "params": {"b": [0.0] * 14}}
+    assert replay_fails(backend, "click_bell", SEED, 400, clean) is False  # the clean replay solves it
+    strong = {**clean, "params": {"b": [0.5] * 6 + [0.0] + [0.5] * 6 + [0.0]}}
+    assert replay_fails(backend, "click_bell", SEED, 400, strong) is True
+    result = verify_unit(spec, "bias_lm_always_on", "click_bell", backend, master_seed=42, max_tries=2)
+    assert len(result.configs) == spec.repeats and all("caused_failure" in c for c in result.configs)
+    assert backend.provenance()["robotwin_commit"].startswith("unknown (not a git checkout")
+    trajectory = [np.full(14, float(i)) for i in range(1000)]
+    kept = thin(trajectory, 200)
+    assert len(kept) == 200 and kept[0][0] == 0 and kept[-1][0] == 999
