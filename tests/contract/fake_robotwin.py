@@ -120,6 +120,7 @@ class Base_Task:
     def play_once(self):
         for arm, goal in (("left", self.goal[:self.robot.dof]), ("right", self.goal[self.robot.dof + 1: -1])):
             self.robot.set_arm_joints(goal, np.zeros(self.robot.dof), arm)
+        self.robot.set_gripper(0.5, "left")
         self.plan_success = str(self.seed) not in os.environ.get("FAKE_ROBOTWIN_EXPERT_FAILS", "").split(",")
         self.info["info"] = {"{A}": "050_bell/base0", "{a}": "left"}
         return self.info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,10 +136,29 @@ def test_another_layout_is_refused_with_one_message(robotwin: Path, remove: str,
     assert "expected envs/, task_config/" in str(refused.value)
 
 
+def test_settings_and_task_configs_that_cannot_work_are_named(robotwin: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RTBENCH_INSTRUCTION_TYPE", "all")
+    with pytest.raises(BackendError, match="RTBENCH_INSTRUCTION_TYPE='all': expected unseen or seen"):
+        RoboTwinBackend("cpu")
+    monkeypatch.delenv("RTBENCH_INSTRUCTION_TYPE")
+    config = robotwin / "task_config" / "demo_clean.yml"
+    config.write_text(config.read_text().replace("embodiment: [aloha-agilex]", "embodiment: [aloha-agilex, x]"))
+    with pytest.raises(BackendError, match="embodiment must list 1 or 3 items"):
+        RoboTwinBackend("cpu").setup_demo("click_bell", SEED, 400)
+    # Two embodiments and their distance (RoboTwin's 3-item form).
+    config.write_text(config.read_text().replace("[aloha-agilex, x]", "[aloha-agilex, aloha-agilex, 0.8]"))
+    backend = RoboTwinBackend("cpu")
+    backend.setup_demo("click_bell", SEED, 400)
+    assert backend._setup_args()["embodiment_dis"] == 0.8 and not backend._setup_args()["dual_arm_embodied"]
+
+
 def test_without_a_checkout_or_a_renderer(robotwin: Path, monkeypatch: pytest.MonkeyPatch):
     assert render_self_test().startswith("render self-test passed")
     monkeypatch.setenv("FAKE_SAPIEN_NO_DEVICE", "1")
     with pytest.raises(BackendError, match="render self-test failed on GPU .*failed to find a rendering device"):
+        render_self_test()
+    monkeypatch.setitem(sys.modules, "sapien", None)  # not installed
+    with pytest.raises(BackendError, match="needs SAPIEN"):
         render_self_test()
     monkeypatch.delenv("RTBENCH_ROBOTWIN_ROOT")
     with pytest.raises(BackendError, match="needs RTBENCH_ROBOTWIN_ROOT"):
@@ -153,7 +173,8 @@ def test_verification_replays_the_experts_recorded_joint_targets(robotwin: Path)
     backend = RoboTwinBackend("cpu")
     backend.setup_demo("click_bell", SEED, 400)
     plan = backend.plan_expert()
-    assert plan.success and len(plan.trajectory) == 2  # the fake expert sends one target per arm
+    assert plan.success and len(plan.trajectory) == 3  # the fake expert: one target per arm, then a gripper
+    assert plan.trajectory[-1][6] == 0.5 and np.array_equal(plan.trajectory[-1][7:13], plan.trajectory[1][7:13])
     assert backend.take_action_cnt == 0 and not backend.check_success()  # the scene was set up again
     backend.close_env()
     clean = {**spec.config("bias_lm_always_on", "click_bell", 0), "params": {"b": [0.0] * 14}}
