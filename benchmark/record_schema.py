@@ -27,6 +27,7 @@ class WorkerInfo(TypedDict, total=False):
     hostname: str              # the Celery worker name (gpu3@machine-b) or the host name
     pid: int                   # the process that ran it (queue workers)
     gpu: str | int | None      # the leased or pinned GPU, None on the CPU
+    gpu_slot: int              # the worker's slot on that GPU, when RTBENCH_SLOTS_PER_GPU > 1
     device: str                # the torch device: cpu, cuda:0, ...
     runner: str                # "eval_runner" for the static runner
     worker_id: int             # eval_runner: this share of --num-workers

@@ -70,23 +70,24 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     heartbeat = Heartbeat(settings.heartbeat_file, f"worker{os.getpid()}@{settings.machine}") \
         if settings.heartbeat_file else None
     spare = (lambda: heartbeat.beat("spare, waiting for a GPU")) if heartbeat else None
-    gpu = None
+    lease = None
     if settings.gpu is not None:
-        gpu = lease_gpu(settings.gpu_lock_dir, [str(settings.gpu)], on_wait=spare).gpu
+        lease = lease_gpu(settings.gpu_lock_dir, [str(settings.gpu)], slots_per_gpu=settings.slots_per_gpu,
+                          on_wait=spare)
     elif lease_gpus or (lease_gpus is None and settings.device != "cpu"):
         gpus = visible_gpus()
         if gpus:
-            gpu = lease_gpu(settings.gpu_lock_dir, gpus, on_wait=spare).gpu
+            lease = lease_gpu(settings.gpu_lock_dir, gpus, slots_per_gpu=settings.slots_per_gpu, on_wait=spare)
         elif lease_gpus:
             raise SettingsError("--lease-gpus: no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, "
                                 "nvidia-smi -L)")
         elif settings.device is None:
             log.warning("no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, nvidia-smi -L): "
                         "running episodes on the CPU; set RTBENCH_DEVICE=cpu to say that is intended")
-    if gpu is not None:
-        pin(gpu)
-        settings = replace(settings, leased_gpu=gpu)
-        name = f"gpu{gpu}@{settings.machine}"
+    if lease is not None:
+        pin(lease.gpu)
+        settings = replace(settings, leased_gpu=lease.gpu, leased_slot=lease.slot)
+        name = f"gpu{lease.label}@{settings.machine}"
     else:
         name = f"cpu{os.getpid()}@{settings.machine}"
     start_heartbeat(settings.heartbeat_file, name)

@@ -46,6 +46,7 @@ from worker.queue.state import QueueState, connect
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+SLOT_CAP_DELAY_S = 5.0  # a capped policy's message waits this long before another worker may take it
 
 SKIPPED, RAN, DEAD, GAVE_UP = "skipped", "ran", "dead", "gave_up"  # what a delivery did
 
@@ -63,6 +64,15 @@ class Defer(Exception):
     def __init__(self, delay: float, owner: str | None) -> None:
         super().__init__(f"claimed by {owner}")
         self.delay, self.owner = delay, owner
+
+
+class SlotCapped(Defer):
+    """The policy may use fewer slots of a GPU than this worker's: leave it to a lower slot."""
+
+    def __init__(self, delay: float, policy: str, cap: int, slot: int) -> None:
+        Exception.__init__(self, f"policy {policy!r} may use {cap} slot(s) of a GPU and this worker holds slot "
+                                 f"{slot}; a worker on a lower slot takes it")
+        self.delay, self.owner = delay, None
 
 
 class Retry(Exception):
@@ -171,6 +181,11 @@ class ChildContext:
                 raise DeadLetter("unknown_policy", str(exc)) from None
         return self._policies[name]
 
+    def slot_cap(self, policy: str) -> int | None:
+        """How many slots of one GPU the policy may use (its policies-file ``slots_per_gpu``)."""
+        entry = self.policies_file.entries.get(policy) if self.policies_file is not None else None
+        return entry.slots_per_gpu if entry is not None else None
+
     def backend(self) -> Backend:
         if self._backend is None:
             self._backend = backend_class(self.settings.backend)(self.device)
@@ -178,7 +193,8 @@ class ChildContext:
 
     def worker_info(self, hostname: str) -> dict[str, Any]:
         return {"machine": self.settings.machine, "hostname": hostname, "pid": os.getpid(),
-                "gpu": self.settings.leased_gpu, "device": self.device}
+                "gpu": self.settings.leased_gpu, "device": self.device,
+                **({"gpu_slot": self.settings.leased_slot} if self.settings.slots_per_gpu > 1 else {})}
 
 
 @dataclass
@@ -246,7 +262,11 @@ def _admit(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str,
     if episode_done(message.key, ctx.settings.results_dir):
         ctx.state.mark_done(message.spec_sha256, message.key.id)
         return None
-    return message, ctx.spec(message)
+    spec = ctx.spec(message)
+    cap, slot = ctx.slot_cap(message.key.policy), ctx.settings.leased_slot
+    if cap is not None and slot is not None and slot >= cap:
+        raise SlotCapped(SLOT_CAP_DELAY_S, message.key.policy, cap, slot)
+    return message, spec
 
 
 class _Claim:

@@ -54,8 +54,11 @@ class Settings(RunSettings):
     broker_url: str = DEFAULT_BROKER_URL
     gpu: int | None = None               # pin this GPU index instead of leasing one
     gpu_lock_dir: Path = Path("/tmp/rtbench-gpu-locks")  # shared by the machine's containers
-    # The GPU this worker leased (its CUDA_VISIBLE_DEVICES); set by `python -m worker`, not a variable.
+    slots_per_gpu: int = 1               # workers that share one GPU (each leases a slot)
+    # The GPU this worker leased (its CUDA_VISIBLE_DEVICES) and its slot there; set by
+    # `python -m worker`, not variables.
     leased_gpu: str | None = field(default=None, metadata={"process_local": True})
+    leased_slot: int | None = field(default=None, metadata={"process_local": True})
     hard_timeout_margin_s: float = 120.0  # hard limit = soft + this (cleanup after the soft one)
     visibility_margin_s: float = 300.0   # visibility timeout = hard limit + this
     max_tasks_per_child: int = 100
@@ -118,7 +121,8 @@ class Settings(RunSettings):
             values["queues"] = queue_names(value, "RTBENCH_QUEUES")
         if (value := read(env, "PRELOAD_SPECS")) is not None:
             values["preload_specs"] = _comma_list(value)
-        for name, key in (("GPU", "gpu"), ("MAX_TASKS_PER_CHILD", "max_tasks_per_child")):
+        for name, key in (("GPU", "gpu"), ("MAX_TASKS_PER_CHILD", "max_tasks_per_child"),
+                          ("SLOTS_PER_GPU", "slots_per_gpu")):
             if (value := read(env, name)) is not None:
                 values[key] = number(f"RTBENCH_{name}", value, int, 0 if key == "gpu" else 1)
         for name, key in (("CLAIM_TTL", "claim_ttl_s"), ("HARD_TIMEOUT_MARGIN", "hard_timeout_margin_s"),

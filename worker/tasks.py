@@ -57,7 +57,7 @@ def run_episode(self: Task, *args, **kwargs) -> str:
         return deliver(child_context(), args, kwargs, hostname=self.request.hostname or "unknown",
                        delivery_id=self.request.id or "")
     except Defer as defer:
-        log.info("%s is claimed by %s; looking again in %.0f s", episode, defer.owner, defer.delay)
+        log.info("%s: %s; looking again in %.0f s", episode, defer, defer.delay)
         redeliver(self, defer.delay)
     except Retry as retry:
         log.warning("%s: %s; retrying in %.0f s", episode, retry.cause, retry.delay)

@@ -12,6 +12,7 @@ workers run them unchanged::
         adapter: policies.lingbot_va_adapter:LingbotVAAdapter
         config: configs/lingbot_va.yml
         pythonpath: [/opt/lingbot-va]                 # optional: folders imported from, before this file's own
+        slots_per_gpu: 1                              # optional: at most this many worker slots of a GPU run it
 
 ``module:Class`` modules are imported from the folders of ``pythonpath``, then the policies
 file's folder. In a configuration, ``${VAR}`` is replaced by the environment variable (paths
@@ -32,7 +33,7 @@ from typing import Any
 
 from benchmark.errors import BenchmarkError
 
-ENTRY_KEYS = {"adapter": str, "config": str, "pythonpath": list}
+ENTRY_KEYS = {"adapter": str, "config": str, "pythonpath": list, "slots_per_gpu": int}
 _VARIABLE = re.compile(r"\$\{(\w+)\}")
 
 
@@ -62,6 +63,7 @@ class PolicyEntry:
     config_path: Path | None
     pythonpath: tuple[Path, ...]
     source: Path                     # the policies file
+    slots_per_gpu: int | None = None  # at most this many of a GPU's worker slots run it (a large model: 1)
 
     def where(self, key: str | None = None) -> str:
         return f"{self.source}: policy {self.name!r}" + (f", key {key!r}" if key else "")
@@ -160,8 +162,10 @@ class PoliciesFile:
                 if key not in ENTRY_KEYS:
                     raise PoliciesFileError(f"{where}, key {key!r}: unknown key; known keys: {', '.join(ENTRY_KEYS)}")
                 if not isinstance(value, ENTRY_KEYS[key]) or (key == "pythonpath" and
-                                                             not all(isinstance(i, str) for i in value)):
-                    wanted = "a list of folders" if key == "pythonpath" else "a string"
+                                                             not all(isinstance(i, str) for i in value)) \
+                        or (key == "slots_per_gpu" and (isinstance(value, bool) or value < 1)):
+                    wanted = {"pythonpath": "a list of folders", "slots_per_gpu": "a whole number from 1"}.get(
+                        key, "a string")
                     raise PoliciesFileError(f"{where}, key {key!r}: expected {wanted}, found {value!r}")
             if "adapter" not in body:
                 raise PoliciesFileError(f"{where}, key 'adapter': missing (module:Class, or a registered name)")
@@ -171,7 +175,8 @@ class PoliciesFile:
                 raise PoliciesFileError(f"{where}, key 'config': {config_path} does not exist")
             entries[str(name)] = PolicyEntry(str(name), body["adapter"], config_path,
                                              tuple(path.parent / os.path.expandvars(p)
-                                                   for p in body.get("pythonpath", [])), path)
+                                                   for p in body.get("pythonpath", [])), path,
+                                             body.get("slots_per_gpu"))
         return cls(path, entries)
 
     def check(self, registered: Collection[str]) -> None:

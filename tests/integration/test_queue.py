@@ -73,7 +73,7 @@ def test_duplicate_delivery_runs_once(workers, broker, tmp_path, queue_env):
     assert list(written) == ["slow/bias_lm_always_on/click_bell/episode_0"]
     assert written["slow/bias_lm_always_on/click_bell/episode_0"]["attempt"] == 1
     logs = first.log_text() + second.log_text()
-    assert logs.count("'ran'") == 1 and "is claimed by" in logs and logs.count("'skipped'") == 1
+    assert logs.count("'ran'") == 1 and ": claimed by" in logs and logs.count("'skipped'") == 1
 
 
 def test_bad_messages_go_to_the_dead_letter_list_and_the_worker_keeps_working(producer, workers, broker, tmp_path):
@@ -451,3 +451,28 @@ def test_an_external_test_database_that_is_not_empty_is_refused(redis_server, br
     assert run.returncode == 2, run.stdout[-2000:]
     assert "holds 1 keys; the tests flush the database" in run.stdout + run.stderr
     assert broker.get("someone:else") == "data"  # not flushed
+
+
+def test_slots_per_gpu_lease_every_slot_once_and_a_capped_policy_keeps_to_its_slots(workers, producer, broker,
+                                                                                     tmp_path):
+    (tmp_path / "policies.yml").write_text("policies:\n  Whole:\n    adapter: feedback\n    slots_per_gpu: 1\n")
+    env = {"CUDA_VISIBLE_DEVICES": "0", "RTBENCH_DEVICE": "cpu", "RTBENCH_SLOTS_PER_GPU": "2",
+           "RTBENCH_POLICIES_FILE": str(tmp_path / "policies.yml")}
+    first, second = workers("--lease-gpus", env=env), workers("--lease-gpus", env=env)
+    names = sorted(name for w in (first, second) for name in ("gpu0.0@testbox", "gpu0.1@testbox")
+                   if f"{name} ready." in w.log_text())
+    assert names == ["gpu0.0@testbox", "gpu0.1@testbox"]  # one GPU, two slots, each leased once
+    spare = workers("--lease-gpus", env=env, ready=False)
+    wait_for(lambda: "all 2 slots of 1 GPUs (0) are leased" in spare.log_text(), 30, "the spare to wait")
+    sent = producer("enqueue", "lm20", "--policy", "Whole", "--policy", "feedback", "--tasks", "click_bell",
+                    "--settings", "bias_lm_always_on,scale_lm_always_on", "--max-repeat", "2")
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: done_count(broker) == 8, 120, "all 8 episodes")
+    written = records(tmp_path / "results").values()
+    whole = {(r["worker"]["hostname"], r["worker"]["gpu_slot"]) for r in written if r["policy"] == "Whole"}
+    assert whole == {("gpu0.0@testbox", 0)}  # the capped policy ran on slot 0 only
+    assert {r["worker"]["gpu"] for r in written} == {"0"}
+    holder = first if "gpu0.1@testbox ready." in first.log_text() else second
+    holder.kill_tree()
+    spare.wait_ready()
+    assert "gpu0.1@testbox ready." in spare.log_text()  # the spare took the freed slot
