@@ -31,7 +31,7 @@ from benchmark.policies.policies_file import PoliciesFile, PoliciesFileError
 from benchmark.run_settings import check_results_dir
 from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
-from benchmark.spec_slice import SpecSlice, report_command, slice_options
+from benchmark.spec_slice import WHOLE_SPEC, SpecSlice, report_command, slice_options
 from benchmark.verify import DEFAULT_MAX_TRIES
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
@@ -143,6 +143,8 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     parts = [f"{verb} {len(plan.to_send):,}"] + [f"skipped {n:,} ({why})" for why, n in plan.skipped.items()]
     if plan.stale:
         parts.append(f"{plan.stale:,} of them stale re-sends")
+    if plan.counter_drift:
+        parts.append(f"{'would repair' if dry_run else 'repaired'} {len(plan.counter_drift)} status counter(s)")
     console.print(f"{spec.name}: " + ", ".join(parts))
     for policy, count in sorted(plan.per_policy.items()):
         console.print(f"  {policy}: {count:,}")
@@ -201,10 +203,12 @@ Examples:
               help="Policy (repeatable; default: every policy enqueued or done for SPEC).")
 @slice_options
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until Ctrl-C (piped output: printed once).")
+@click.option("--verify", is_flag=True, help="Count the queue's sets themselves (O(episodes)) and report where "
+              "the counters status reads differ (python -m producer enqueue repairs them).")
 @group_options
 @click.pass_obj
 @user_errors
-def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch) -> None:
+def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verify) -> None:
     """Per policy: done/expected, queued, running, dead, episodes/min and ETA (without SPEC: the queue)."""
     console = Console()
     if spec_ref is None:
@@ -218,8 +222,8 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch) -> No
                 raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
 
         def table() -> Table:
-            return status_table(collect_status(spec, list(policies), obj.state, obj.settings.results_dir,
-                                               obj.settings.queues[0]))
+            return status_table(collect_status(spec, list(policies), obj.state, obj.settings.queues[0],
+                                               whole_spec=spec_slice == WHOLE_SPEC, verify=verify))
 
     def view() -> Group:
         parts = [table()]

@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmark.episodes import iter_episodes
 from benchmark.results import OK, finished_at, iter_record_paths, read_record
 from benchmark.spec import Spec
+from worker.queue.counters import count_sets, drift
 from worker.queue.messages import EpisodeMessage
 from worker.queue.state import QueueState
 
@@ -39,6 +40,7 @@ class EnqueuePlan:
     per_policy: Counter = field(default_factory=Counter)  # policy -> to send
     repair_done: list[str] = field(default_factory=list)      # done records missing from the done-set
     repair_not_done: list[str] = field(default_factory=list)  # infrastructure-error records in the done-set
+    counter_drift: list[str] = field(default_factory=list)  # status counters that differ from the sets
 
 
 def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Path, state: QueueState, *,
@@ -46,6 +48,7 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
     plan = EnqueuePlan()
     done = state.done(spec.sha256)
     enqueued = state.enqueued(spec.sha256)
+    plan.counter_drift = drift(state.counts(spec.sha256), count_sets(done, enqueued))
     queued: set[str] | None = None  # task ids waiting or delivered (only needed for --requeue-stale)
     running = set(state.running())
     if requeue_stale_after is not None:
@@ -96,4 +99,6 @@ def apply_repairs(plan: EnqueuePlan, spec_sha: str, state: QueueState) -> None:
     """Make Redis agree with the records, and give the episodes about to be sent a fresh
     count of attempts (before they are published: a worker may claim one at once)."""
     state.repair_done(spec_sha, plan.repair_done, plan.repair_not_done)
+    if plan.counter_drift:  # the sets are the truth: the counters are rebuilt from them
+        state.counters.rebuild(spec_sha)
     state.reset_attempts(m.key.id for m in plan.to_send)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from rich.table import Table
 
 from benchmark.episodes import iter_episodes
-from benchmark.results import episode_done
 from benchmark.spec import Spec
 from benchmark.terminal_tables import fill_table, new_table
+from worker.queue.counters import count_sets
+from worker.queue.counters import drift as counter_drift
 from worker.queue.state import QueueState
 
 RATE_WINDOW_S = 600.0  # the rate is measured on the episodes of the spec that ended this recently
@@ -35,6 +35,8 @@ class Status:
     queue_length: int
     per_minute: float | None  # None until two episodes of the spec ended within the window
     blocked: list[dict]  # workers that stopped taking episodes, with why
+    drift: list[str] = field(default_factory=list)  # counters that differ from the sets (--verify)
+    verified: bool = False  # the numbers were counted from the sets (--verify)
 
     @property
     def in_flight(self) -> int:
@@ -57,27 +59,37 @@ def recent_rate(finish_times: list[float], now: float) -> float | None:
     return len(finish_times) / max(now - finish_times[0], 1.0) * 60
 
 
-def collect_status(spec: Spec, policies: list[str], state: QueueState, results_dir: Path, queue: str) -> Status:
-    done_ids = state.done(spec.sha256)
-    enqueued = state.enqueued(spec.sha256)
-    running = set(state.running())
+def collect_status(spec: Spec, policies: list[str], state: QueueState, queue: str, *, whole_spec: bool = True,
+                   verify: bool = False) -> Status:
+    """Per policy: done, queued, running, dead. For a whole spec the counters kept next to the
+    sets are read (O(policies)); a slice of the spec, or ``verify``, counts the sets themselves
+    (O(episodes)), and ``verify`` also reports where the counters differ (``Status.drift``)."""
+    sha = spec.sha256
+    drift: list[str] = []
+    verified = False
+    if whole_spec and not verify:
+        counts = state.counts(sha)
+    else:
+        done_ids, enqueued_ids = state.done(sha), state.enqueued(sha).keys()
+        if not whole_spec:  # the slice's episodes only
+            wanted = {key.id for key in iter_episodes(spec, policies)}
+            done_ids, enqueued_ids = done_ids & wanted, wanted.intersection(enqueued_ids)
+        counts = count_sets(done_ids, enqueued_ids)
+        if verify and whole_spec:
+            drift = counter_drift(state.counts(sha), counts, policies)
+            verified = True
+    running = Counter(episode_id.split("/", 1)[0] for episode_id in state.running_of(sha, state.running()))
     dead = Counter((entry.get("episode_id") or "").split("/")[0] for entry in state.dead_letters())
+    expected = spec.episodes_per_policy
     rows = []
     for policy in policies:
-        expected = done = queued = busy = 0
-        for key in iter_episodes(spec, policy):
-            expected += 1
-            if key.id in done_ids or episode_done(key, results_dir):
-                done += 1
-            elif key.id in running:
-                busy += 1
-            elif key.id in enqueued:
-                queued += 1
-        rows.append(PolicyStatus(policy, expected, done, queued, busy, dead[policy]))
+        in_flight = counts["enqueued"][policy] - counts["enqueued_done"][policy]
+        busy = min(running[policy], in_flight)
+        rows.append(PolicyStatus(policy, expected, counts["done"][policy], in_flight - busy, busy, dead[policy]))
     length = state.queue_length(queue)
     now = time.time()
-    rate = recent_rate(state.finish_times_since(spec.sha256, now - RATE_WINDOW_S), now)
-    return Status(spec, rows, length, rate, state.blocked_workers())
+    rate = recent_rate(state.finish_times_since(sha, now - RATE_WINDOW_S), now)
+    return Status(spec, rows, length, rate, state.blocked_workers(), drift, verified)
 
 
 def status_table(status: Status) -> Table:
@@ -96,7 +108,12 @@ def status_table(status: Status) -> Table:
     table = fill_table(new_table(f"{status.spec.name} ({status.spec.sha256[:12]}): {pace}; queue length "
                                  f"{status.queue_length:,}"),
                        ["policy", "done/expected", "progress", "queued", "running", "dead"], rows)
-    return with_blocked_caption(table, status.blocked)
+    table = with_blocked_caption(table, status.blocked)
+    if status.verified:
+        lines = (["counters differ from the sets (python -m producer enqueue repairs them):", *status.drift]
+                 if status.drift else ["verified: the counters agree with the sets"])
+        table.caption = "\n".join(filter(None, [table.caption, *lines]))
+    return table
 
 
 def with_blocked_caption(table: Table, blocked: list[dict]) -> Table:
@@ -156,9 +173,9 @@ def _when(epoch: float | None) -> str:
 
 
 def known_policies(state: QueueState, spec_sha: str) -> list[str]:
-    """Policies with episodes enqueued or done for a spec, from Redis."""
-    ids = state.done(spec_sha) | set(state.enqueued(spec_sha))
-    return sorted({episode_id.split("/", 1)[0] for episode_id in ids})
+    """Policies with episodes enqueued or done for a spec, from the counters."""
+    counts = state.counts(spec_sha)
+    return sorted(set(counts["enqueued"]) | set(counts["done"]))
 
 
 def queue_overview(state: QueueState, queue: str) -> Table:

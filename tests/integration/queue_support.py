@@ -104,3 +104,10 @@ def embedded_run_env(tmp_path: Path, plugin_path: Path, **extra: str) -> dict[st
            "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]), **extra}
     env.pop("RTBENCH_BROKER_URL", None)
     return env
+
+
+def counters_agree(producer, policy: str, spec: str = "lm20") -> None:
+    """``producer status --verify``: the counters status reads equal the sets they summarise."""
+    checked = producer("status", spec, "--policy", policy, "--verify")
+    assert checked.returncode == 0, checked.stderr
+    assert "verified: the counters agree with the sets" in checked.stdout, checked.stdout

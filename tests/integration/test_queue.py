@@ -12,6 +12,7 @@ from pathlib import Path
 
 from benchmark.spec import load_spec
 from tests.integration.queue_support import (
+    counters_agree,
     done_count,
     embedded_run_env,
     message,
@@ -119,7 +120,7 @@ def test_requeued_dead_letters_are_published_like_enqueue_and_never_sent_twice(p
     assert "enqueued 0" in again.stdout and broker.llen("episodes") == 1  # recognised: not sent a second time
 
 
-def test_killed_pool_child_is_rerun_elsewhere_and_written_once(workers, broker, tmp_path):
+def test_killed_pool_child_is_rerun_elsewhere_and_written_once(workers, broker, tmp_path, producer):
     episode = message("slow/bias_lm_always_on/click_bell/episode_0")
     env = {"RTBENCH_TEST_STEP_SLEEP": "0.2"}
     victim = workers(env=env)
@@ -132,9 +133,10 @@ def test_killed_pool_child_is_rerun_elsewhere_and_written_once(workers, broker, 
     assert list(written) == [episode.key.id] and written[episode.key.id]["attempt"] == 2
     leftovers = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and not p.name.startswith("episode_")]
     assert leftovers == []
+    counters_agree(producer, "slow")
 
 
-def test_poison_episode_becomes_worker_lost_and_others_complete(workers, broker, tmp_path):
+def test_poison_episode_becomes_worker_lost_and_others_complete(workers, broker, tmp_path, producer):
     poison = message("poison/bias_lm_always_on/click_bell/episode_0")
     fine = message("poison/bias_lm_always_on/adjust_bottle/episode_0")
     publish(broker, [poison, fine], queue="episodes")
@@ -148,6 +150,7 @@ def test_poison_episode_becomes_worker_lost_and_others_complete(workers, broker,
     assert lost["error"].startswith("worker_lost: its worker died while running it (2 attempts)")
     # An infrastructure-error record is not done: the done-set does not hide it from enqueue.
     assert broker.smembers(f"rtbench:done:{load_spec('lm20').sha256}") == {fine.key.id}
+    counters_agree(producer, "poison")
 
 
 def test_killed_worker_is_recovered_after_the_visibility_timeout(workers, broker, tmp_path):
@@ -214,6 +217,9 @@ def test_redis_restart_with_aof_loses_nothing(tmp_path, queue_env, producer, wor
         wait_for(lambda: queue_is_drained(client), 60, "the queue to drain")
         written = records(tmp_path / "results")
         assert len(written) == 30 and all(r["attempt"] <= 2 for r in written.values())
+        counters_agree(producer, "slow")  # what status reads equals the sets, restart and all
+        status = producer("status", "lm20", "--policy", "slow")
+        assert "30/10,000" in status.stdout, status.stdout
     finally:
         server.stop()
 
@@ -476,3 +482,25 @@ def test_slots_per_gpu_lease_every_slot_once_and_a_capped_policy_keeps_to_its_sl
     holder.kill_tree()
     spare.wait_ready()
     assert "gpu0.1@testbox ready." in spare.log_text()  # the spare took the freed slot
+
+
+def test_status_reads_counters_that_enqueue_repairs_from_the_sets(producer, workers, broker, tmp_path):
+    sent = producer("enqueue", "lm20", "--policy", "feedback", "--tasks", "click_bell", "--max-repeat", "2")
+    assert "enqueued 20" in sent.stdout, sent.stderr
+    counters_agree(producer, "feedback")
+    status = producer("status", "lm20", "--policy", "feedback")
+    row = next(line for line in status.stdout.splitlines() if line.startswith("feedback"))
+    assert row.split()[1:2] == ["0/10,000"] and row.split()[-3:] == ["20", "0", "0"], status.stdout  # 20 queued
+    sha = load_spec("lm20").sha256
+    broker.hincrby(f"rtbench:counts:{sha}", "done:feedback", 7)  # a counter gone wrong
+    broker.hdel(f"rtbench:counts:{sha}", "enqueued:feedback")
+    checked = producer("status", "lm20", "--policy", "feedback", "--verify")
+    words = " ".join(checked.stdout.split())
+    assert "counters differ from the sets" in words and "feedback: counter done is 7, the sets say 0" in words
+    assert "feedback: counter enqueued is 0, the sets say 20" in words
+    repaired = producer("enqueue", "lm20", "--policy", "feedback", "--tasks", "click_bell", "--max-repeat", "2")
+    assert "repaired 2 status counter(s)" in repaired.stdout, repaired.stdout
+    counters_agree(producer, "feedback")
+    workers()
+    wait_for(lambda: done_count(broker) == 20, 120, "the 20 episodes")
+    counters_agree(producer, "feedback")

@@ -8,6 +8,8 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``done:<sha>``       set of episodes with a done record (valid, or a deterministic error)
 - ``finished:<sha>``   zset id -> time a delivery ended with a record (progress rate, ``producer run``)
 - ``enqueued:<sha>``   hash id -> publish time (idempotent ``enqueue``, stale detection)
+- ``counts:<sha>``     hash of per-policy counters of the two sets above (``counters.py``): status
+                       reads these, not the sets
 - ``dead``             list of dead letters (JSON: reason, detail, message, episode, worker, time)
 - ``blocked:<worker>`` why a worker stopped taking episodes (its results folder is not writable);
                        kept alive by the worker's probe, deleted when the folder is writable again
@@ -50,6 +52,10 @@ def finished(spec_sha: str) -> str:
 
 def enqueued(spec_sha: str) -> str:
     return f"{PREFIX}enqueued:{spec_sha}"
+
+
+def counts(spec_sha: str) -> str:
+    return f"{PREFIX}counts:{spec_sha}"
 
 
 def blocked(worker: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 import redis
 
 from worker.queue import keys
+from worker.queue.counters import Counters
 from worker.queue.messages import TASK_RUN_EPISODE, EpisodeMessage, task_id
 
 CHUNK = 5000
@@ -101,6 +102,7 @@ def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: s
     and the ``enqueued:`` entry is written with it, so that ``enqueue`` recognises the message.
     """
     builder = MessageBuilder(queue, priority)
+    counters = Counters(client)
     key = keys.queue_key(queue, priority)
     now = time.time()
     sent = 0
@@ -109,11 +111,11 @@ def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: s
         with client.pipeline(transaction=False) as pipe:
             # kombu pops from the right (BRPOP): LPUSH in order keeps first-in first-out.
             pipe.lpush(key, *envelopes)
-            by_spec: dict[str, dict[str, float]] = {}
+            by_spec: dict[str, list[str]] = {}
             for m in chunk:
-                by_spec.setdefault(m.spec_sha256, {})[m.key.id] = now
-            for sha, ids in by_spec.items():
-                pipe.hset(keys.enqueued(sha), mapping=ids)
+                by_spec.setdefault(m.spec_sha256, []).append(m.key.id)
+            for sha, ids in by_spec.items():  # the enqueued entries and their counters, together
+                counters.add_enqueued(sha, ids, now, client=pipe)
             pipe.execute()
         sent += len(chunk)
     return sent

@@ -11,12 +11,14 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import redis
 
 from worker.queue import keys
+from worker.queue.counters import Counters
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
 from worker.queue.publish import publish, queued_task_id, unacked_task_id
 
@@ -59,6 +61,7 @@ def connect(url: str) -> redis.Redis:
 class QueueState:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
+        self.counters = Counters(client)
 
     # ------------------------------------------------------------------ the queue itself
     def publish(self, messages: list[EpisodeMessage], *, queue: str, priority: int = 0) -> int:
@@ -149,10 +152,10 @@ class QueueState:
         (``done=False``: the retries ran out) leaves the episode free to be enqueued again."""
         with self.r.pipeline(transaction=False) as pipe:
             if done:
-                pipe.sadd(keys.done(spec_sha), episode_id)
+                self.counters.add_done(spec_sha, [episode_id], client=pipe)
             else:
-                pipe.srem(keys.done(spec_sha), episode_id)
-                pipe.hdel(keys.enqueued(spec_sha), episode_id)
+                self.counters.remove_done(spec_sha, [episode_id], client=pipe)
+                self.counters.remove_enqueued(spec_sha, [episode_id], client=pipe)
             pipe.zadd(keys.finished(spec_sha), {episode_id: time.time()})
             pipe.delete(*_counter_keys([episode_id]))
             if owner is not None:
@@ -164,11 +167,23 @@ class QueueState:
         lost while Redis was down) and clear their attempts; drop episodes whose record is an
         infrastructure error."""
         done = list(done)
-        for chunk in _chunks(done, 10_000):
-            self.r.sadd(keys.done(spec_sha), *chunk)
-        for chunk in _chunks(list(not_done), 10_000):
-            self.r.srem(keys.done(spec_sha), *chunk)
+        self.counters.add_done(spec_sha, done)
+        self.counters.remove_done(spec_sha, not_done)
         self.reset_attempts(done)
+
+    def running_of(self, spec_sha: str, episode_ids: list[str]) -> list[str]:
+        """Those of ``episode_ids`` (claimed ones) that are enqueued for the spec and not done."""
+        if not episode_ids:
+            return []
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.enqueued(spec_sha), episode_ids)
+            pipe.smismember(keys.done(spec_sha), episode_ids)
+            enqueued, done = pipe.execute()
+        return [e for e, sent, finished in zip(episode_ids, enqueued, done, strict=True) if sent and not finished]
+
+    def counts(self, spec_sha: str) -> dict[str, Counter]:
+        """The spec's per-policy counters (``counters.py``): O(policies), not O(episodes)."""
+        return self.counters.read(spec_sha)
 
     # ------------------------------------------------------------------ results sync
     def take_push_slot(self, per_minute: int) -> bool:

@@ -1,0 +1,162 @@
+"""Per (spec, policy) counters kept next to the sets they summarise: status in O(policies).
+
+``rtbench:counts:<sha>`` is a hash with, per policy ``p``:
+
+- ``enqueued:<p>``       episodes of ``p`` in ``enqueued:<sha>`` (sent at least once, not given up)
+- ``done:<p>``           episodes of ``p`` in ``done:<sha>``
+- ``enqueued_done:<p>``  episodes of ``p`` in both, so that queued or running = enqueued - enqueued_done
+
+Every change of those two sets goes through a script here that changes the set and its counters
+in one step (a Lua script is atomic in Redis), so they cannot drift apart while workers and
+producers run. The sets stay the truth: ``rebuild`` recomputes the counters from them in one
+script (``enqueue`` runs it when the counters disagree with the sets it read), and
+``count_sets`` recomputes them on the client for ``producer status --verify``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import redis
+
+from worker.queue import keys
+
+FIELDS = ("enqueued", "done", "enqueued_done")
+# The counter deltas of one script run, applied once at its end (fewer calls than per episode).
+_PREAMBLE = """
+local delta = {}
+local function add(field, id, n)
+  local name = field .. ':' .. string.match(id, '^[^/]+')
+  delta[name] = (delta[name] or 0) + n
+end
+local function flush()
+  for name, n in pairs(delta) do
+    if n ~= 0 then redis.call('hincrby', KEYS[3], name, n) end
+  end
+end
+"""
+# KEYS: enqueued hash, done set, counts. ARGV: publish time, ids...
+_ADD_ENQUEUED = _PREAMBLE + """
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('hset', KEYS[1], id, ARGV[1]) == 1 then
+    add('enqueued', id, 1)
+    if redis.call('sismember', KEYS[2], id) == 1 then add('enqueued_done', id, 1) end
+  end
+end
+flush()
+"""
+_REMOVE_ENQUEUED = _PREAMBLE + """
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if redis.call('hdel', KEYS[1], id) == 1 then
+    add('enqueued', id, -1)
+    if redis.call('sismember', KEYS[2], id) == 1 then add('enqueued_done', id, -1) end
+  end
+end
+flush()
+"""
+_ADD_DONE = _PREAMBLE + """
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if redis.call('sadd', KEYS[2], id) == 1 then
+    add('done', id, 1)
+    if redis.call('hexists', KEYS[1], id) == 1 then add('enqueued_done', id, 1) end
+  end
+end
+flush()
+"""
+_REMOVE_DONE = _PREAMBLE + """
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if redis.call('srem', KEYS[2], id) == 1 then
+    add('done', id, -1)
+    if redis.call('hexists', KEYS[1], id) == 1 then add('enqueued_done', id, -1) end
+  end
+end
+flush()
+"""
+_REBUILD = _PREAMBLE + """
+redis.call('del', KEYS[3])
+for _, id in ipairs(redis.call('hkeys', KEYS[1])) do
+  add('enqueued', id, 1)
+  if redis.call('sismember', KEYS[2], id) == 1 then add('enqueued_done', id, 1) end
+end
+for _, id in ipairs(redis.call('smembers', KEYS[2])) do add('done', id, 1) end
+flush()
+"""
+CHUNK = 5000  # ids per script run: Redis serves others between chunks
+
+
+class Counters:
+    """The scripts, registered on one client (EVALSHA, reloaded by redis-py when Redis restarted)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._add_enqueued = client.register_script(_ADD_ENQUEUED)
+        self._remove_enqueued = client.register_script(_REMOVE_ENQUEUED)
+        self._add_done = client.register_script(_ADD_DONE)
+        self._remove_done = client.register_script(_REMOVE_DONE)
+        self._rebuild = client.register_script(_REBUILD)
+
+    @staticmethod
+    def _keys(spec_sha: str) -> list[str]:
+        return [keys.enqueued(spec_sha), keys.done(spec_sha), keys.counts(spec_sha)]
+
+    def add_enqueued(self, spec_sha: str, ids: list[str], when: float, client: object | None = None) -> None:
+        """``client``: a pipeline to join (publish sends the messages and these in one round trip)."""
+        for start in range(0, len(ids), CHUNK):
+            self._add_enqueued(keys=self._keys(spec_sha), args=[when, *ids[start:start + CHUNK]], client=client)
+
+    def remove_enqueued(self, spec_sha: str, ids: Iterable[str], client: object | None = None) -> None:
+        self._run(self._remove_enqueued, spec_sha, ids, client)
+
+    def add_done(self, spec_sha: str, ids: Iterable[str], client: object | None = None) -> None:
+        self._run(self._add_done, spec_sha, ids, client)
+
+    def remove_done(self, spec_sha: str, ids: Iterable[str], client: object | None = None) -> None:
+        self._run(self._remove_done, spec_sha, ids, client)
+
+    def _run(self, script, spec_sha: str, ids: Iterable[str], client: object | None) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), CHUNK):
+            script(keys=self._keys(spec_sha), args=ids[start:start + CHUNK], client=client)
+
+    def rebuild(self, spec_sha: str) -> None:
+        """Recompute the spec's counters from its sets, atomically."""
+        self._rebuild(keys=self._keys(spec_sha), args=[])
+
+    def read(self, spec_sha: str) -> dict[str, Counter]:
+        """field -> Counter(policy -> n), from the counters (one HGETALL)."""
+        return parse(self.r.hgetall(keys.counts(spec_sha)))
+
+
+def parse(raw: dict[str, str]) -> dict[str, Counter]:
+    counts: dict[str, Counter] = {field: Counter() for field in FIELDS}
+    for name, value in raw.items():
+        field, _, policy = name.partition(":")
+        if field in counts and int(value):
+            counts[field][policy] = int(value)
+    return counts
+
+
+def count_sets(done: set[str], enqueued: Iterable[str]) -> dict[str, Counter]:
+    """The counters as the sets say they should be (client side: ``--verify``, enqueue's check)."""
+    counts: dict[str, Counter] = {field: Counter() for field in FIELDS}
+    for episode_id in done:
+        counts["done"][episode_id.split("/", 1)[0]] += 1
+    for episode_id in enqueued:
+        policy = episode_id.split("/", 1)[0]
+        counts["enqueued"][policy] += 1
+        if episode_id in done:
+            counts["enqueued_done"][policy] += 1
+    return counts
+
+
+def drift(kept: dict[str, Counter], recomputed: dict[str, Counter], policies: Iterable[str] | None = None) -> list[str]:
+    """One line per (policy, counter) where the counters kept in Redis differ from the sets."""
+    if policies is None:
+        policies = sorted({p for counts in (*kept.values(), *recomputed.values()) for p in counts})
+    return [f"{policy}: counter {field} is {kept[field][policy]:,}, the sets say {recomputed[field][policy]:,}"
+            for policy in policies for field in FIELDS if kept[field][policy] != recomputed[field][policy]]
