@@ -21,7 +21,6 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchmark.backends import available_backends
 from benchmark.catalog import SEVERITIES
 from benchmark.cli_support import UserError, user_errors
 from benchmark.errors import BenchmarkError
@@ -59,7 +58,11 @@ def spec_options(func):
 def load_filtered(spec_ref: str, policies: tuple[str, ...], spec_slice: SpecSlice) -> Spec:
     for policy in policies:
         validate_name(policy, "policy")
-    return load_spec(spec_ref).filter(spec_slice.settings, spec_slice.tasks, spec_slice.max_repeat)
+    try:  # 3x faster on the 25 MB full spec (the report extra has it); json otherwise
+        from orjson import loads as fast_loads
+    except ImportError:
+        fast_loads = None
+    return load_spec(spec_ref, fast_loads).filter(spec_slice.settings, spec_slice.tasks, spec_slice.max_repeat)
 
 
 def _apply_group_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -262,6 +265,8 @@ Examples:
 @user_errors
 def verify(obj: Context, spec_ref, backend, severity, master_seed, max_tries, dry_run) -> None:
     """Enqueue the (setting, task) units of a verification not done yet, one message each, on the 'verify' queue."""
+    from benchmark.backends import available_backends  # numpy: only this command needs it
+
     base = load_spec(spec_ref)
     backend = backend or obj.settings.backend
     if backend not in available_backends():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from benchmark.backends.base import ACTION_TYPES
 from benchmark.policies.base import PolicyAdapter
 
 
@@ -24,6 +23,8 @@ class WrappedAdapter(PolicyAdapter):
         self.action_type = "qpos"
 
     def load(self, config: dict[str, Any], device: str) -> None:
+        from benchmark.backends.base import ACTION_TYPES  # numpy: not at import (producers import this)
+
         self.inner.load({**config, "device": device})
         action_type = getattr(self.inner, "action_type", "qpos")
         if action_type not in ACTION_TYPES:
