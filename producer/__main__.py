@@ -33,7 +33,14 @@ from benchmark.spec import Spec, load_spec
 from benchmark.spec_slice import WHOLE_SPEC, SpecSlice, report_command, slice_options
 from benchmark.verify import DEFAULT_MAX_TRIES
 from producer.embedded import EmbeddedRedis, LocalWorkers
-from producer.enqueue import EnqueuePlan, apply_repairs, plan_enqueue
+from producer.enqueue import (
+    SKIP_UNCHANGED,
+    EnqueuePlan,
+    apply_repairs,
+    plan_enqueue,
+    results_fingerprint,
+    unchanged_since_last_enqueue,
+)
 from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table, sync_table
 from producer.verify import plan_verify, send_units
 from worker.queue.messages import VERIFY_QUEUE
@@ -134,14 +141,22 @@ def cli(ctx: click.Context, broker_url: str | None, results_dir: str | None) -> 
 
 
 def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bool, priority: int,
-               requeue_stale_after: float | None, console: Console) -> EnqueuePlan:
+               requeue_stale_after: float | None, console: Console, whole_spec: bool = False) -> EnqueuePlan:
     settings = obj.settings
-    plan = plan_enqueue(spec, spec_ref, list(policies), settings.results_dir, obj.state, queue=settings.queues[0],
-                        requeue_stale_after=requeue_stale_after)
-    if not dry_run:
-        apply_repairs(plan, spec.sha256, obj.state)
-        if plan.to_send:
-            obj.state.publish(plan.to_send, queue=settings.queues[0], priority=priority)
+    # Taken before the records are read: a record written meanwhile changes it for next time.
+    fingerprints = {p: results_fingerprint(settings.results_dir, p) for p in policies} if whole_spec else {}
+    if whole_spec and requeue_stale_after is None and unchanged_since_last_enqueue(
+            spec, list(policies), settings.results_dir, obj.state, fingerprints):
+        plan = EnqueuePlan()
+        plan.skipped[SKIP_UNCHANGED] = spec.episodes_per_policy * len(policies)
+    else:
+        plan = plan_enqueue(spec, spec_ref, list(policies), settings.results_dir, obj.state,
+                            queue=settings.queues[0], requeue_stale_after=requeue_stale_after)
+        if not dry_run:
+            apply_repairs(plan, spec.sha256, obj.state)
+            if plan.to_send:
+                obj.state.publish(plan.to_send, queue=settings.queues[0], priority=priority)
+            obj.state.set_enqueue_fingerprints(spec.sha256, fingerprints)
     verb = "would enqueue" if dry_run else "enqueued"
     parts = [f"{verb} {len(plan.to_send):,}"] + [f"skipped {n:,} ({why})" for why, n in plan.skipped.items()]
     if plan.stale:
@@ -192,7 +207,8 @@ def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, pr
     spec = load_filtered(spec_ref, policies, spec_slice)
     warn_unlisted_policies(obj.settings.policies_file, policies, Console(stderr=True))
     do_enqueue(obj, spec, spec_ref, policies, dry_run=dry_run, priority=priority,
-               requeue_stale_after=stale_after if requeue_stale else None, console=Console())
+               requeue_stale_after=stale_after if requeue_stale else None, console=Console(),
+               whole_spec=spec_slice == WHOLE_SPEC)
 
 
 @cli.command(epilog="""\b

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmark.episodes import iter_episodes
+from benchmark.results import new_record, write_record
 from benchmark.spec import load_spec
 from tests.integration.queue_support import (
     counters_agree,
@@ -504,3 +506,27 @@ def test_status_reads_counters_that_enqueue_repairs_from_the_sets(producer, work
     workers()
     wait_for(lambda: done_count(broker) == 20, 120, "the 20 episodes")
     counters_agree(producer, "feedback")
+
+
+def test_re_enqueue_with_nothing_new_skips_the_scan_until_a_record_changes(producer, broker, tmp_path,
+                                                                            small_spec_data):
+    spec_file = tmp_path / "small.json"  # a whole spec: the fast path is for whole specs
+    spec_file.write_text(json.dumps(small_spec_data))
+    first = producer("enqueue", str(spec_file), "--policy", "feedback")
+    assert first.returncode == 0 and "enqueued 120" in first.stdout, first.stdout + first.stderr
+    again = producer("enqueue", str(spec_file), "--policy", "feedback")
+    assert "enqueued 0, skipped 120 (enqueued or done; no record changed since the last enqueue)" in \
+        " ".join(again.stdout.split()), again.stdout
+    # A record appears (another machine's, pulled by git): the next enqueue reads the records again.
+    spec = load_spec(str(spec_file))
+    key = next(iter_episodes(spec, ["feedback"]))
+    write_record(tmp_path / "results", new_record(key, success=True, error=None, steps=1, seed=1,
+                                                  perturbation_log=None, spec_name=spec.name,
+                                                  spec_sha256=spec.sha256, backend="kinematic", started_at="t",
+                                                  finished_at="t", duration_s=1.0))
+    full = producer("enqueue", str(spec_file), "--policy", "feedback")
+    assert "enqueued 0" in full.stdout and "no record changed" not in full.stdout, full.stdout
+    assert key.id in broker.smembers(f"rtbench:done:{spec.sha256}")  # reconciled with the record
+    broker.hincrby(f"rtbench:counts:{spec.sha256}", "enqueued:feedback", 5)  # a counter gone wrong
+    checked = producer("enqueue", str(spec_file), "--policy", "feedback")
+    assert "no record changed" not in checked.stdout and "repaired" in checked.stdout, checked.stdout

@@ -8,6 +8,8 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``done:<sha>``       set of episodes with a done record (valid, or a deterministic error)
 - ``finished:<sha>``   zset id -> time a delivery ended with a record (progress rate, ``producer run``)
 - ``enqueued:<sha>``   hash id -> publish time (idempotent ``enqueue``, stale detection)
+- ``enqueue_fp:<sha>`` hash policy -> digest of the policy's record folders at its last full
+                       enqueue (``producer/enqueue.py``: a re-enqueue with nothing new is cheap)
 - ``counts:<sha>``     hash of per-policy counters of the two sets above (``counters.py``): status
                        reads these, not the sets
 - ``dead``             list of dead letters (JSON: reason, detail, message, episode, worker, time)
@@ -56,6 +58,10 @@ def enqueued(spec_sha: str) -> str:
 
 def counts(spec_sha: str) -> str:
     return f"{PREFIX}counts:{spec_sha}"
+
+
+def enqueue_fingerprint(spec_sha: str) -> str:
+    return f"{PREFIX}enqueue_fp:{spec_sha}"
 
 
 def blocked(worker: str) -> str:

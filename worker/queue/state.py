@@ -181,6 +181,21 @@ class QueueState:
             enqueued, done = pipe.execute()
         return [e for e, sent, finished in zip(episode_ids, enqueued, done, strict=True) if sent and not finished]
 
+    def set_sizes(self, spec_sha: str) -> tuple[int, int]:
+        """(episodes in the enqueued hash, episodes in the done-set) of a spec."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hlen(keys.enqueued(spec_sha))
+            pipe.scard(keys.done(spec_sha))
+            enqueued, done = pipe.execute()
+        return enqueued, done
+
+    def enqueue_fingerprints(self, spec_sha: str, policies: list[str]) -> list[str | None]:
+        return self.r.hmget(keys.enqueue_fingerprint(spec_sha), policies) if policies else []
+
+    def set_enqueue_fingerprints(self, spec_sha: str, fingerprints: dict[str, str]) -> None:
+        if fingerprints:
+            self.r.hset(keys.enqueue_fingerprint(spec_sha), mapping=fingerprints)
+
     def counts(self, spec_sha: str) -> dict[str, Counter]:
         """The spec's per-policy counters (``counters.py``): O(policies), not O(episodes)."""
         return self.counters.read(spec_sha)
