@@ -11,7 +11,6 @@ which is what Flower shows and what makes re-publishing recognisable.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -27,6 +26,14 @@ from worker.queue.messages import TASK_RUN_EPISODE, EpisodeMessage, task_id
 
 CHUNK = 5000
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def _as_json_string(text: str) -> str:
+    """``text`` escaped to sit inside a JSON string (without the quotes)."""
+    return json.dumps(text)[1:-1]
+
+
+_BODY_HEAD = _as_json_string('[[], {"episode_id": "')
 
 
 class MessageBuilder:
@@ -58,7 +65,9 @@ class MessageBuilder:
             "properties": {
                 "correlation_id": markers["tid"], "reply_to": str(uuid.uuid4()), "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": queue}, "priority": priority,
-                "body_encoding": "base64", "delivery_tag": markers["tag"],
+                # The body travels as text: kombu decodes only non-utf-8 encodings, so this skips a
+                # base64 pass per message (time here, 25% of the body's bytes in Redis).
+                "body_encoding": "utf-8", "delivery_tag": markers["tag"],
             },
         })
         self._template = skeleton.replace("{", "{{").replace("}", "}}")
@@ -73,15 +82,15 @@ class MessageBuilder:
         """
         parts = self._spec_parts.get((message.spec_ref, message.spec_sha256))
         if parts is None:
+            tail = (f'", "spec": {json.dumps(message.spec_ref)}, "spec_sha256": {json.dumps(message.spec_sha256)}}}, '
+                    f"{json.dumps(_EMBED)}]")
             parts = self._spec_parts[(message.spec_ref, message.spec_sha256)] = (
-                f'", "spec": {json.dumps(message.spec_ref)}, "spec_sha256": {json.dumps(message.spec_sha256)}}}, '
-                f"{json.dumps(_EMBED)}]",
+                _as_json_string(tail),
                 f"', 'spec': {message.spec_ref!r}, 'spec_sha256': {message.spec_sha256!r}}}",
             )
         episode_id = message.key.id
-        body = ('[[], {"episode_id": "' + episode_id + parts[0]).encode()
         self._sequence += 1
-        return self._template.format(body=f'"{base64.b64encode(body).decode()}"',
+        return self._template.format(body=f'"{_BODY_HEAD}{episode_id}{parts[0]}"',
                                      tid=f'"{task_id(message.spec_sha256, episode_id)}"',
                                      kwargsrepr=json.dumps("{'episode_id': '" + episode_id + parts[1]),
                                      tag=f'"{self._tag_prefix}-{self._sequence}"')
@@ -89,8 +98,7 @@ class MessageBuilder:
     def envelope_for(self, kwargs: dict, tid: str) -> str:
         """The envelope of a task message with these keyword arguments (tests send bad ones)."""
         self._sequence += 1
-        body = json.dumps([[], kwargs, _EMBED]).encode()
-        return self._template.format(body=f'"{base64.b64encode(body).decode()}"', tid=json.dumps(tid),
+        return self._template.format(body=json.dumps(json.dumps([[], kwargs, _EMBED])), tid=json.dumps(tid),
                                      kwargsrepr=json.dumps(repr(kwargs)),
                                      tag=f'"{self._tag_prefix}-{self._sequence}"')
 
