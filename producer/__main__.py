@@ -45,7 +45,7 @@ from producer.status import blocked_lines, collect_status, known_policies, queue
 from producer.verify import plan_verify, send_units
 from worker.queue.messages import VERIFY_QUEUE
 from worker.queue.state import QueueState, connect
-from worker.settings import Settings, check_broker_url, redact_url, use
+from worker.settings import Settings, check_broker_url, redact_url
 
 log = logging.getLogger("producer")
 EXIT_INTERRUPTED = 130
@@ -292,8 +292,7 @@ def verify(obj: Context, spec_ref, backend, severity, master_seed, max_tries, dr
                        obj.state.queued_task_ids(VERIFY_QUEUE))
     verb = "would enqueue" if dry_run else "enqueued"
     if not dry_run:
-        use(obj.settings)  # the Celery app's broker
-        send_units(base, spec_ref, plan, backend, master_seed, max_tries)
+        send_units(obj.state, base, spec_ref, plan, backend, master_seed, max_tries)
     click.echo(f"{base.name}: {verb} {len(plan.units)} units on the '{VERIFY_QUEUE}' queue ({plan.verified} "
                f"verified already, {plan.queued} waiting in the queue); backend {backend}")
     click.echo(f"when all are verified: python -m benchmark.verify --base {spec_ref} --merge --parts-dir "

@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmark.spec import Spec
 from benchmark.verify_units import run_dir, run_header, unit_done, unit_path
 from worker.queue.messages import TASK_ID_NAMESPACE, TASK_VERIFY_UNIT, VERIFY_QUEUE
+from worker.queue.state import QueueState
 
 
 @dataclass
@@ -48,15 +49,11 @@ def plan_verify(base: Spec, results_dir: Path, backend: str, severity: str | Non
     return plan
 
 
-def send_units(base: Spec, spec_ref: str, plan: VerifyPlan, backend: str, master_seed: int, max_tries: int) -> int:
-    """Publish the plan's units (Celery's own producer: a verification has hundreds, not millions)."""
-    from worker.app import app
-
-    with app.producer_or_acquire() as producer:
-        for setting_id, task in plan.units:
-            app.send_task(TASK_VERIFY_UNIT, queue=VERIFY_QUEUE, producer=producer,
-                          task_id=unit_task_id(base, backend, setting_id, task, master_seed, max_tries),
-                          kwargs={"spec": spec_ref, "spec_sha256": base.sha256, "setting_id": setting_id,
-                                  "task": task, "master_seed": master_seed, "max_tries": max_tries,
-                                  "backend": backend})
-    return len(plan.units)
+def send_units(state: QueueState, base: Spec, spec_ref: str, plan: VerifyPlan, backend: str, master_seed: int,
+               max_tries: int) -> int:
+    """Publish the plan's units on the verify queue (through the queue API, like episodes)."""
+    items = [({"spec": spec_ref, "spec_sha256": base.sha256, "setting_id": setting_id, "task": task,
+               "master_seed": master_seed, "max_tries": max_tries, "backend": backend},
+              unit_task_id(base, backend, setting_id, task, master_seed, max_tries))
+             for setting_id, task in plan.units]
+    return state.publish_tasks(TASK_VERIFY_UNIT, items, queue=VERIFY_QUEUE)

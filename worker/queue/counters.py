@@ -1,6 +1,6 @@
 """Per (spec, policy) counters kept next to the sets they summarise: status in O(policies).
 
-``rtbench:counts:<sha>`` is a hash with, per policy ``p``:
+``keys.counts(sha)`` is a hash with, per policy ``p``:
 
 - ``enqueued:<p>``       episodes of ``p`` in ``enqueued:<sha>`` (sent at least once, not given up)
 - ``done:<p>``           episodes of ``p`` in ``done:<sha>``

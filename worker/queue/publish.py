@@ -44,7 +44,7 @@ class MessageBuilder:
     producer sends, byte for byte in the body (checked against Celery by the tests).
     """
 
-    def __init__(self, queue: str, priority: int = 0) -> None:
+    def __init__(self, queue: str, priority: int = 0, task: str = TASK_RUN_EPISODE) -> None:
         self.queue, self.priority = queue, priority
         self.origin = f"producer{os.getpid()}@{socket.gethostname()}"
         self._tag_prefix = uuid.uuid4().hex
@@ -56,7 +56,7 @@ class MessageBuilder:
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {
-                "lang": "py", "task": TASK_RUN_EPISODE, "id": markers["tid"], "shadow": None, "eta": None,
+                "lang": "py", "task": task, "id": markers["tid"], "shadow": None, "eta": None,
                 "expires": None, "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
                 "root_id": markers["tid"], "parent_id": None, "argsrepr": "()", "kwargsrepr": markers["kwargsrepr"],
                 "origin": self.origin, "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
@@ -127,6 +127,15 @@ def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: s
             pipe.execute()
         sent += len(chunk)
     return sent
+
+
+def publish_tasks(client: redis.Redis, task: str, items: Sequence[tuple[dict, str]], *, queue: str) -> int:
+    """Push task messages of another kind (e.g. verification units): (keyword arguments, task id)
+    each, in order; a few hundred, so one envelope at a time is fine."""
+    builder = MessageBuilder(queue, task=task)
+    for chunk in _chunks(items, CHUNK):
+        client.lpush(keys.queue_key(queue, 0), *(builder.envelope_for(kwargs, tid) for kwargs, tid in chunk))
+    return len(items)
 
 
 def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
