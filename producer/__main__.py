@@ -31,6 +31,7 @@ from benchmark.run_settings import check_results_dir
 from benchmark.run_summary import print_run_summary
 from benchmark.spec import Spec, load_spec
 from benchmark.spec_slice import WHOLE_SPEC, SpecSlice, report_command, slice_options
+from benchmark.spec_summary import spec_summary
 from benchmark.verify import DEFAULT_MAX_TRIES
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import (
@@ -234,7 +235,12 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
         def table() -> Table:
             return queue_overview(obj.state, obj.settings.queues[0])
     else:
-        spec = load_filtered(spec_ref, policies, spec_slice)
+        whole = spec_slice == WHOLE_SPEC
+        # The whole spec's status needs its name, sha256 and size only: cached, not loaded (~1 s).
+        spec = (spec_summary(spec_ref, lambda ref: load_filtered(ref, policies, spec_slice)) if whole
+                else load_filtered(spec_ref, policies, spec_slice))
+        for policy in policies:
+            validate_name(policy, "policy")
         if not policies:
             policies = known_policies(obj.state, spec.sha256)
             if not policies:
@@ -242,7 +248,7 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
 
         def table() -> Table:
             return status_table(collect_status(spec, list(policies), obj.state, obj.settings.queues[0],
-                                               whole_spec=spec_slice == WHOLE_SPEC, verify=verify))
+                                               whole_spec=whole, verify=verify))
 
     def view() -> Group:
         parts = [table()]

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from benchmark.episodes import iter_episodes
 from benchmark.spec import Spec
+from benchmark.spec_summary import SpecSummary
 from benchmark.terminal_tables import fill_table, new_table
 from worker.queue.counters import count_sets
 from worker.queue.counters import drift as counter_drift
@@ -30,7 +31,7 @@ class PolicyStatus:
 
 @dataclass
 class Status:
-    spec: Spec
+    spec: Spec | SpecSummary  # a summary for the whole spec (name, sha256, size), the spec for a slice
     policies: list[PolicyStatus]
     queue_length: int
     per_minute: float | None  # None until two episodes of the spec ended within the window
@@ -59,8 +60,8 @@ def recent_rate(finish_times: list[float], now: float) -> float | None:
     return len(finish_times) / max(now - finish_times[0], 1.0) * 60
 
 
-def collect_status(spec: Spec, policies: list[str], state: QueueState, queue: str, *, whole_spec: bool = True,
-                   verify: bool = False) -> Status:
+def collect_status(spec: Spec | SpecSummary, policies: list[str], state: QueueState, queue: str, *,
+                   whole_spec: bool = True, verify: bool = False) -> Status:
     """Per policy: done, queued, running, dead. For a whole spec the counters kept next to the
     sets are read (O(policies)); a slice of the spec, or ``verify``, counts the sets themselves
     (O(episodes)), and ``verify`` also reports where the counters differ (``Status.drift``)."""

@@ -161,3 +161,27 @@ def test_verified_labels_are_detected(small_spec_data, write_spec):
     assert not load_spec(write_spec(small_spec_data)).has_caused_failure
     small_spec_data["perturbation_configs"]["fir_lm_always_on"]["open_laptop"][0]["caused_failure"] = True
     assert load_spec(write_spec(small_spec_data)).has_caused_failure
+
+
+def test_spec_summaries_are_cached_per_file_state(tmp_path, monkeypatch, small_spec_data):
+    from benchmark.spec import load_spec
+    from benchmark.spec_summary import cache_path, spec_summary
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec_file = tmp_path / "small.json"
+    spec_file.write_text(json.dumps(small_spec_data))
+    loads = []
+
+    def load(ref):
+        loads.append(ref)
+        return load_spec(ref)
+
+    first = spec_summary(str(spec_file), load)
+    spec = load_spec(str(spec_file))
+    assert (first.name, first.sha256, first.episodes_per_policy) == ("small.json", spec.sha256, 120)
+    assert spec_summary(str(spec_file), load) == first and len(loads) == 1  # the second one is cached
+    spec_file.write_text(json.dumps(small_spec_data, indent=1))  # other bytes, another sha256: loaded again
+    changed = spec_summary(str(spec_file), load)
+    assert len(loads) == 2 and changed.sha256 == load_spec(str(spec_file)).sha256 != first.sha256
+    cache_path().write_text("{damaged")  # a damaged cache costs one load, nothing else
+    assert spec_summary(str(spec_file), load) == changed and len(loads) == 3
