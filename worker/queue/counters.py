@@ -36,47 +36,30 @@ local function flush()
   end
 end
 """
-# KEYS: enqueued hash, done set, counts. ARGV: publish time, ids...
-_ADD_ENQUEUED = _PREAMBLE + """
-for i = 2, #ARGV do
+
+
+def _membership_script(first_id: int, change: str, field: str, sign: int, other: str) -> str:
+    """A script that changes one set per id (``change`` returns 1 when the id's membership
+    changed) and counts it in ``field`` and, when the id is in the other set (``other``), in
+    ``enqueued_done``. KEYS: enqueued hash, done set, counts; ARGV from ``first_id``: ids."""
+    return _PREAMBLE + f"""
+for i = {first_id}, #ARGV do
   local id = ARGV[i]
-  if redis.call('hset', KEYS[1], id, ARGV[1]) == 1 then
-    add('enqueued', id, 1)
-    if redis.call('sismember', KEYS[2], id) == 1 then add('enqueued_done', id, 1) end
+  if {change} == 1 then
+    add('{field}', id, {sign})
+    if {other} == 1 then add('enqueued_done', id, {sign}) end
   end
 end
 flush()
 """
-_REMOVE_ENQUEUED = _PREAMBLE + """
-for i = 1, #ARGV do
-  local id = ARGV[i]
-  if redis.call('hdel', KEYS[1], id) == 1 then
-    add('enqueued', id, -1)
-    if redis.call('sismember', KEYS[2], id) == 1 then add('enqueued_done', id, -1) end
-  end
-end
-flush()
-"""
-_ADD_DONE = _PREAMBLE + """
-for i = 1, #ARGV do
-  local id = ARGV[i]
-  if redis.call('sadd', KEYS[2], id) == 1 then
-    add('done', id, 1)
-    if redis.call('hexists', KEYS[1], id) == 1 then add('enqueued_done', id, 1) end
-  end
-end
-flush()
-"""
-_REMOVE_DONE = _PREAMBLE + """
-for i = 1, #ARGV do
-  local id = ARGV[i]
-  if redis.call('srem', KEYS[2], id) == 1 then
-    add('done', id, -1)
-    if redis.call('hexists', KEYS[1], id) == 1 then add('enqueued_done', id, -1) end
-  end
-end
-flush()
-"""
+
+
+_IN_DONE, _IN_ENQUEUED = "redis.call('sismember', KEYS[2], id)", "redis.call('hexists', KEYS[1], id)"
+# ARGV[1] of _ADD_ENQUEUED is the publish time, the hash's value.
+_ADD_ENQUEUED = _membership_script(2, "redis.call('hset', KEYS[1], id, ARGV[1])", "enqueued", 1, _IN_DONE)
+_REMOVE_ENQUEUED = _membership_script(1, "redis.call('hdel', KEYS[1], id)", "enqueued", -1, _IN_DONE)
+_ADD_DONE = _membership_script(1, "redis.call('sadd', KEYS[2], id)", "done", 1, _IN_ENQUEUED)
+_REMOVE_DONE = _membership_script(1, "redis.call('srem', KEYS[2], id)", "done", -1, _IN_ENQUEUED)
 _REBUILD = _PREAMBLE + """
 redis.call('del', KEYS[3])
 for _, id in ipairs(redis.call('hkeys', KEYS[1])) do
