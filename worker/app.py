@@ -17,6 +17,10 @@ from worker.settings import Settings, active
 app = Celery("rtbench", include=["worker.tasks", "worker.sync_task", "worker.verify_task"])
 
 
+def unacked_mutex_expire_s(settings: Settings) -> int:
+    return int(max(5, 3 * settings.unacked_restore_interval_s))
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     transport = {
         # Above the hard time limit: an unacked message is redelivered only when its worker is
@@ -26,6 +30,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (10 s x 10) mean ~100 s. One scan per interval keeps recovery within the interval.
         "unacked_restore_interval": settings.unacked_restore_interval_s,
         "unacked_restore_throttle": 1,
+        # The sweep runs under a Redis lock that kombu keeps 5 minutes by default: a worker
+        # killed (kill -9, OOM) while it holds it would stop every sweep for that long. The
+        # sweep takes milliseconds, and restoring a message twice is harmless (kombu restores
+        # each one in a transaction), so the lock expires a few intervals after it was taken.
+        "unacked_mutex_expire": unacked_mutex_expire_s(settings),
     }
     return {
         "broker_url": settings.broker_url,

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmark.episodes import iter_episodes
 from benchmark.results import new_record, write_record
 from benchmark.spec import load_spec
@@ -22,7 +24,9 @@ from tests.integration.queue_support import (
     records,
     wait_for,
 )
+from worker.app import celery_config
 from worker.queue.publish import MessageBuilder, publish
+from worker.settings import Settings
 
 SLICE = ["--tasks", "adjust_bottle,click_bell", "--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on",
          "--max-repeat", "2"]
@@ -155,7 +159,9 @@ def test_poison_episode_becomes_worker_lost_and_others_complete(workers, broker,
     counters_agree(producer, "poison")
 
 
-def test_killed_worker_is_recovered_after_the_visibility_timeout(workers, broker, tmp_path):
+@pytest.mark.parametrize("holding_the_sweep_lock", [False, True])
+def test_killed_worker_is_recovered_after_the_visibility_timeout(holding_the_sweep_lock, workers, broker, tmp_path,
+                                                                  queue_env):
     short = {"RTBENCH_EPISODE_TIMEOUT": "4", "RTBENCH_HARD_TIMEOUT_MARGIN": "2", "RTBENCH_VISIBILITY_MARGIN": "2",
              "RTBENCH_TEST_STEP_SLEEP": "0.3"}  # visibility timeout 8 s
     episode = message("slow/bias_lm_always_on/adjust_bottle/episode_0")
@@ -164,6 +170,11 @@ def test_killed_worker_is_recovered_after_the_visibility_timeout(workers, broker
     wait_for(lambda: broker.exists(f"rtbench:claim:{episode.key.id}"), 30, "the episode to start")
     victim.kill_tree()  # the whole worker: nobody is left to requeue the message
     assert broker.hlen("unacked") == 1
+    if holding_the_sweep_lock:
+        # Killed in the middle of its own sweep of unacked messages: the lock it held stays
+        # behind for as long as it was taken for (kombu's default: 5 minutes without a sweep).
+        expire = celery_config(Settings.from_env({**queue_env, **short}))["broker_transport_options"]
+        assert broker.set("unacked_mutex", "held-by-the-killed-worker", nx=True, ex=expire["unacked_mutex_expire"])
     workers(env={**short, "RTBENCH_TEST_STEP_SLEEP": "0.01"})
     wait_for(lambda: done_count(broker) == 1, 90, "the episode to be recovered")
     assert list(records(tmp_path / "results")) == [episode.key.id]

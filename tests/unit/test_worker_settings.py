@@ -28,6 +28,8 @@ def test_defaults_and_derived_timeouts_keep_visibility_above_the_hard_limit():
     assert config["task_time_limit"] == 720 and config["task_soft_time_limit"] < 720
     for options in (config["broker_transport_options"], config["result_backend_transport_options"]):
         assert options["visibility_timeout"] > config["task_time_limit"]
+        # A worker killed during its sweep of unacked messages stalls recovery this long, not 5 minutes.
+        assert options["unacked_mutex_expire"] == 3 * options["unacked_restore_interval"] == 30
     assert config["worker_send_task_events"] and config["task_send_sent_event"]
 
 
