@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+import redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -122,7 +123,31 @@ class Context:
         return self._state
 
 
-@click.group(epilog="""\b
+class ProducerGroup(click.Group):
+    """The commands, with a failure of Redis in the middle of one said in one line (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except redis.exceptions.RedisError as exc:
+            url = redact_url(ctx.obj.settings.broker_url) if isinstance(ctx.obj, Context) else "the broker"
+            raise click.ClickException(broker_failure(exc, url)) from None
+
+
+def broker_failure(exc: Exception, url: str) -> str:
+    """What a Redis error in the middle of a command means, and what to do."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        what = (f"Redis at {url} is full (OOM: {exc}); give it more memory (maxmemory) or let workers drain "
+                "the queue")
+    elif isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        what = f"lost the broker at {url} ({exc})"
+    else:
+        what = f"Redis at {url} refused a command ({type(exc).__name__}: {exc})"
+    # Publishing sends a message before it notes it as enqueued: nothing noted was left unsent.
+    return f"{what}. What was done before stays done; run the same command again once Redis is fine"
+
+
+@click.group(cls=ProducerGroup, epilog="""\b
 Examples:
   python -m producer enqueue lm20 --policy Motus
   python -m producer status lm20 --watch
@@ -151,12 +176,13 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
         plan = EnqueuePlan()
         plan.skipped[SKIP_UNCHANGED] = spec.episodes_per_policy * len(policies)
     else:
-        plan = plan_enqueue(spec, spec_ref, list(policies), settings.results_dir, obj.state,
+        plan = plan_enqueue(spec, list(policies), settings.results_dir, obj.state,
                             queue=settings.queues[0], requeue_stale_after=requeue_stale_after)
         if not dry_run:
             apply_repairs(plan, spec.sha256, obj.state)
             if plan.to_send:
-                obj.state.publish(plan.to_send, queue=settings.queues[0], priority=priority)
+                obj.state.publish_ids(spec_ref, spec.sha256, plan.to_send, queue=settings.queues[0],
+                                      priority=priority)
             obj.state.set_enqueue_fingerprints(spec.sha256, fingerprints)
     verb = "would enqueue" if dry_run else "enqueued"
     parts = [f"{verb} {len(plan.to_send):,}"] + [f"skipped {n:,} ({why})" for why, n in plan.skipped.items()]
@@ -401,7 +427,7 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
 def wait_until_done(state: QueueState, spec: Spec, plan: EnqueuePlan, pool: LocalWorkers, console: Console,
                     started_at: float) -> list[dict]:
     """Until every episode sent has ended (a record or a dead letter); returns this run's dead letters."""
-    wanted = {m.key.id for m in plan.to_send}
+    wanted = set(plan.to_send)
     progress = Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[dead]} dead"), TimeRemainingColumn(), console=console)
     shown_blocks: set[str] = set()

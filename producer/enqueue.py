@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.episodes import iter_episodes
+from benchmark.names import validate_name
 from benchmark.results import OK, finished_at, iter_record_paths, read_record
 from benchmark.spec import Spec
 from worker.queue.counters import count_sets, drift
-from worker.queue.messages import EpisodeMessage
+from worker.queue.messages import task_id_maker
 from worker.queue.state import QueueState
 
 SKIP_RECORD = "record in results dir"
@@ -69,7 +70,7 @@ def unchanged_since_last_enqueue(spec: Spec, policies: list[str], results_dir: P
 
 @dataclass
 class EnqueuePlan:
-    to_send: list[EpisodeMessage] = field(default_factory=list)
+    to_send: list[str] = field(default_factory=list)   # episode ids, in the order they go out
     skipped: Counter = field(default_factory=Counter)   # reason -> count
     stale: int = 0
     per_policy: Counter = field(default_factory=Counter)  # policy -> to send
@@ -81,7 +82,68 @@ class EnqueuePlan:
     sent_before: list[str] = field(default_factory=list)
 
 
-def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Path, state: QueueState, *,
+def longest_first(spec: Spec, policies: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """The spec's episode ids as (policy, ids) blocks in the order enqueue sends them: longest
+    step limit first (it shortens the tail), the canonical order (policy, setting, task, repeat)
+    within one limit. Ids are built as strings: 1,000,000 key objects would cost seconds."""
+    for policy in policies:
+        validate_name(policy, "policy")
+    by_limit: dict[int, list[str]] = defaultdict(list)  # step limit -> "setting/task/episode_i"
+    for setting in spec.settings:
+        for task in spec.tasks:
+            by_limit[spec.step_limits[task]].extend(f"{setting.id}/{task}/episode_{r}" for r in range(spec.repeats))
+    for limit in sorted(by_limit, reverse=True):
+        for policy in policies:
+            yield policy, [f"{policy}/{rest}" for rest in by_limit[limit]]
+
+
+class _Planner:
+    """The decision for one episode that Redis or the results know something about."""
+
+    def __init__(self, plan: EnqueuePlan, results_dir: Path, spec_sha: str, done: set[str],
+                 enqueued: dict[str, float], on_disk: dict[str, str], running: set[str],
+                 queued: set[str] | None, requeue_stale_after: float | None) -> None:
+        self.plan, self.results_dir, self.done, self.enqueued = plan, results_dir, done, enqueued
+        self.on_disk, self.running, self.queued = on_disk, running, queued
+        self.requeue_stale_after, self.now = requeue_stale_after, time.time()
+        self.task_id = task_id_maker(spec_sha)
+
+    def should_send(self, episode_id: str) -> bool:
+        plan, enqueued = self.plan, self.enqueued
+        in_done_set = episode_id in self.done
+        path = self.on_disk.get(episode_id)
+        read = read_record(path, self.results_dir) if path is not None else None
+        if read is not None and read.status == OK:
+            if read.is_done():
+                if not in_done_set:
+                    plan.repair_done.append(episode_id)
+                plan.skipped[SKIP_DONE_SET if in_done_set else SKIP_RECORD] += 1
+                return False
+            # An infrastructure-error record: the retries ran out, the episode is not done.
+            if in_done_set:
+                plan.repair_not_done.append(episode_id)
+                in_done_set = False
+            if episode_id in enqueued and enqueued[episode_id] <= finished_at(read.record):
+                del enqueued[episode_id]  # that message ended in this record; none is out now
+        if in_done_set:
+            plan.skipped[SKIP_DONE_SET] += 1
+            return False
+        if episode_id in enqueued:
+            lost = (self.queued is not None and self.now - enqueued[episode_id] >= self.requeue_stale_after
+                    and self.task_id(episode_id) not in self.queued and episode_id not in self.running)
+            if not lost:
+                plan.skipped[SKIP_ENQUEUED] += 1
+                return False
+            plan.stale += 1
+        elif episode_id in self.running:  # a delivery runs it although nothing says it was enqueued
+            plan.skipped[SKIP_ENQUEUED] += 1
+            return False
+        if episode_id in enqueued or read is not None:  # a stale message, or a record that is not done
+            plan.sent_before.append(episode_id)
+        return True
+
+
+def plan_enqueue(spec: Spec, policies: list[str], results_dir: Path, state: QueueState, *,
                  queue: str, requeue_stale_after: float | None = None) -> EnqueuePlan:
     plan = EnqueuePlan()
     done = state.done(spec.sha256)
@@ -91,47 +153,19 @@ def plan_enqueue(spec: Spec, spec_ref: str, policies: list[str], results_dir: Pa
     running = set(state.running())
     if requeue_stale_after is not None:
         queued = state.queued_task_ids(queue)
-    now = time.time()
-    # Longest tasks first; the sort is stable, so the canonical order holds within a step limit.
-    limits = spec.step_limits
-    episodes = sorted(iter_episodes(spec, policies), key=lambda k: -limits[k.task])
     # One scan of the results tree instead of a stat per episode.
     on_disk = {os.path.relpath(path, results_dir)[: -len(".json")]: path
                for path in iter_record_paths(results_dir, policies)}
-    for key in episodes:
-        in_done_set = key.id in done
-        path = on_disk.get(key.id)
-        read = read_record(path, results_dir) if path is not None else None
-        if read is not None and read.status == OK:
-            if read.is_done():
-                if not in_done_set:
-                    plan.repair_done.append(key.id)
-                plan.skipped[SKIP_DONE_SET if in_done_set else SKIP_RECORD] += 1
-                continue
-            # An infrastructure-error record: the retries ran out, the episode is not done.
-            if in_done_set:
-                plan.repair_not_done.append(key.id)
-                in_done_set = False
-            if key.id in enqueued and enqueued[key.id] <= finished_at(read.record):
-                del enqueued[key.id]  # that message ended in this record; none is out now
-        if in_done_set:
-            plan.skipped[SKIP_DONE_SET] += 1
-            continue
-        message = EpisodeMessage(key, spec_ref, spec.sha256)
-        if key.id in enqueued:
-            lost = (queued is not None and now - enqueued[key.id] >= requeue_stale_after
-                    and message.task_id not in queued and key.id not in running)
-            if not lost:
-                plan.skipped[SKIP_ENQUEUED] += 1
-                continue
-            plan.stale += 1
-        elif key.id in running:  # a delivery runs it although nothing says it was enqueued
-            plan.skipped[SKIP_ENQUEUED] += 1
-            continue
-        if key.id in enqueued or read is not None:  # a stale message, or a record that is not done
-            plan.sent_before.append(key.id)
-        plan.to_send.append(message)
-        plan.per_policy[key.policy] += 1
+    planner = _Planner(plan, results_dir, spec.sha256, done, enqueued, on_disk, running, queued,
+                       requeue_stale_after)
+    # Only episodes something is known about need a decision; the others (all of them, the
+    # first time) go out as they come.
+    known = done | enqueued.keys() | on_disk.keys() | running
+    for policy, ids in longest_first(spec, policies):
+        sending = [i for i in ids if i not in known or planner.should_send(i)] if known else ids
+        plan.to_send.extend(sending)
+        plan.per_policy[policy] += len(sending)
+    plan.per_policy = +plan.per_policy  # policies with nothing to send are not listed
     return plan
 
 

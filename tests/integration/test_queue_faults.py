@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.episodes import iter_episodes
 from benchmark.spec import load_spec
 from tests.integration.queue_support import (
+    counters_agree,
     dead_letters,
     done_count,
     embedded_run_env,
@@ -25,7 +27,8 @@ from tests.integration.queue_support import (
     records,
     wait_for,
 )
-from worker.queue.publish import MessageBuilder, publish
+from worker.queue.messages import task_id
+from worker.queue.publish import MessageBuilder, publish, queued_task_id
 
 SLICE = ["--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on", "--tasks", "click_bell",
          "--max-repeat", "2"]  # 6 episodes
@@ -293,3 +296,33 @@ def test_messages_that_are_not_json_task_messages_are_dead_letters(workers, brok
     wait_for(lambda: done_count(broker) == 1, 60, "the good episode after the two bad ones")
     assert [d["reason"] for d in dead_letters(broker)] == ["unsupported_content_type", "unknown_message_format"]
     assert worker.process.poll() is None and list(records(tmp_path / "results")) == [good.key.id]
+
+
+def test_enqueue_that_redis_refuses_midway_loses_nothing_and_the_next_one_sends_the_rest(producer, broker):
+    """Redis full (maxmemory, noeviction) in the middle of an enqueue: the command says so and
+    fails; every episode noted as enqueued has its message on the queue (a message may go out
+    without its note, never the other way round), and the next enqueue sends the rest."""
+    sha = load_spec("lm20").sha256
+    policies = ["--policy", "feedback", "--policy", "slow"]  # 20,000 messages, ~25 MB: 4 chunks
+    broker.config_set("maxmemory-policy", "noeviction")
+    broker.config_set("maxmemory", broker.info("memory")["used_memory"] + 15_000_000)
+    try:
+        refused = producer("enqueue", "lm20", *policies)
+    finally:
+        broker.config_set("maxmemory", 0)
+    assert refused.returncode == 1, refused.stdout
+    words = " ".join(refused.stderr.split())
+    assert "is full (OOM" in words and "run the same command again" in words and "Traceback" not in words, words
+    queued = {queued_task_id(raw) for raw in broker.lrange("episodes", 0, -1)}
+    noted = broker.hkeys(f"rtbench:enqueued:{sha}")
+    assert 0 < len(noted) <= len(queued) < 20_000
+    assert {task_id(sha, episode_id) for episode_id in noted} <= queued  # nothing noted without its message
+    counters_agree(producer, "feedback")
+    counters_agree(producer, "slow")
+    again = producer("enqueue", "lm20", *policies)
+    assert again.returncode == 0 and f"enqueued {20_000 - len(noted):,}" in again.stdout, again.stdout
+    assert broker.hlen(f"rtbench:enqueued:{sha}") == 20_000
+    everything = {task_id(sha, key.id) for key in iter_episodes(load_spec("lm20"), ["feedback", "slow"])}
+    assert {queued_task_id(raw) for raw in broker.lrange("episodes", 0, -1)} == everything
+    counters_agree(producer, "feedback")
+    counters_agree(producer, "slow")

@@ -33,7 +33,6 @@ from benchmark.episodes import iter_episodes
 from benchmark.spec import load_spec
 from producer.embedded import EmbeddedRedis
 from producer.status import collect_status
-from worker.queue.messages import EpisodeMessage
 from worker.queue.publish import CHUNK, MessageBuilder
 from worker.queue.state import QueueState, connect
 
@@ -65,9 +64,8 @@ def main() -> None:
             print(f"full spec x {count} policies = {episodes:,} episodes, Redis {server.url.split('@')[-1]}")
 
             # Baseline: the same message bodies pushed with a raw pipeline, nothing else.
-            builder = MessageBuilder("baseline")
-            bodies = [builder.envelope(EpisodeMessage(key, "full", spec.sha256))
-                      for key in iter_episodes(spec, policies)]
+            bodies = MessageBuilder("baseline").envelopes("full", spec.sha256,
+                                                          [key.id for key in iter_episodes(spec, policies)])
             started = time.perf_counter()
             for start in range(0, len(bodies), CHUNK):
                 client.lpush("baseline", *bodies[start:start + CHUNK])

@@ -28,7 +28,7 @@ from benchmark.episodes import iter_episodes, partition
 from benchmark.spec import load_spec
 from producer.embedded import EmbeddedRedis
 from producer.enqueue import plan_enqueue
-from worker.queue.publish import CHUNK, MessageBuilder, publish
+from worker.queue.publish import CHUNK, MessageBuilder, publish, publish_ids
 from worker.queue.state import QueueState
 
 PLUGIN = '''
@@ -109,9 +109,8 @@ def make_plugin(root: Path) -> None:
 def measure_enqueue(client: redis.Redis, results: Path) -> None:
     spec = load_spec("full")
     state = QueueState(client)
-    plan = plan_enqueue(spec, "full", ["Motus"], results, state, queue="episodes")
-    builder = MessageBuilder("episodes")
-    payloads = [builder.envelope(m) for m in plan.to_send]
+    plan = plan_enqueue(spec, ["Motus"], results, state, queue="episodes")
+    payloads = MessageBuilder("episodes").envelopes("full", spec.sha256, plan.to_send)
     client.flushdb()
     start = time.perf_counter()
     for i in range(0, len(payloads), CHUNK):
@@ -121,12 +120,12 @@ def measure_enqueue(client: redis.Redis, results: Path) -> None:
     raw = time.perf_counter() - start
     client.flushdb()
     start = time.perf_counter()
-    plan = plan_enqueue(spec, "full", ["Motus"], results, state, queue="episodes")
-    publish(client, plan.to_send, queue="episodes")
+    plan = plan_enqueue(spec, ["Motus"], results, state, queue="episodes")
+    publish_ids(client, "full", spec.sha256, plan.to_send, queue="episodes")
     ours = time.perf_counter() - start
     assert client.llen("episodes") == 50_000
     start = time.perf_counter()
-    again = plan_enqueue(spec, "full", ["Motus"], results, state, queue="episodes")
+    again = plan_enqueue(spec, ["Motus"], results, state, queue="episodes")
     reenqueue = time.perf_counter() - start
     assert not again.to_send
     verdict = "ok" if ours / raw <= 5 and ours < 10 else "FAIL"
@@ -219,8 +218,8 @@ def measure_makespan(client: redis.Redis, env: dict, root: Path, workers: int = 
                          "RTBENCH_PRELOAD_SPECS": "lm20"}, workers,
                         [sys.executable, "-m", "worker", "--device", "cpu"], root / "makespan")
     try:
-        plan = plan_enqueue(spec, "lm20", ["null"], root / "makespan-results", QueueState(client), queue="episodes")
-        publish(client, plan.to_send, queue="episodes")
+        plan = plan_enqueue(spec, ["null"], root / "makespan-results", QueueState(client), queue="episodes")
+        publish_ids(client, "lm20", spec.sha256, plan.to_send, queue="episodes")
         makespan = drain_time(client, len(keys), f"rtbench:done:{spec.sha256}")
     finally:
         stop(procs)

@@ -55,8 +55,9 @@ flush()
 
 
 _IN_DONE, _IN_ENQUEUED = "redis.call('sismember', KEYS[2], id)", "redis.call('hexists', KEYS[1], id)"
-# ARGV[1] of _ADD_ENQUEUED is the publish time, the hash's value.
-_ADD_ENQUEUED = _membership_script(2, "redis.call('hset', KEYS[1], id, ARGV[1])", "enqueued", 1, _IN_DONE)
+# ARGV[1] of ADD_ENQUEUED is the publish time, the hash's value. publish.py runs it in the
+# transaction that pushes the messages.
+ADD_ENQUEUED = _membership_script(2, "redis.call('hset', KEYS[1], id, ARGV[1])", "enqueued", 1, _IN_DONE)
 _REMOVE_ENQUEUED = _membership_script(1, "redis.call('hdel', KEYS[1], id)", "enqueued", -1, _IN_DONE)
 _ADD_DONE = _membership_script(1, "redis.call('sadd', KEYS[2], id)", "done", 1, _IN_ENQUEUED)
 _REMOVE_DONE = _membership_script(1, "redis.call('srem', KEYS[2], id)", "done", -1, _IN_ENQUEUED)
@@ -77,7 +78,6 @@ class Counters:
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self._add_enqueued = client.register_script(_ADD_ENQUEUED)
         self._remove_enqueued = client.register_script(_REMOVE_ENQUEUED)
         self._add_done = client.register_script(_ADD_DONE)
         self._remove_done = client.register_script(_REMOVE_DONE)
@@ -86,11 +86,6 @@ class Counters:
     @staticmethod
     def _keys(spec_sha: str) -> list[str]:
         return [keys.enqueued(spec_sha), keys.done(spec_sha), keys.counts(spec_sha)]
-
-    def add_enqueued(self, spec_sha: str, ids: list[str], when: float, client: object | None = None) -> None:
-        """``client``: a pipeline to join (publish sends the messages and these in one round trip)."""
-        for start in range(0, len(ids), CHUNK):
-            self._add_enqueued(keys=self._keys(spec_sha), args=[when, *ids[start:start + CHUNK]], client=client)
 
     def remove_enqueued(self, spec_sha: str, ids: Iterable[str], client: object | None = None) -> None:
         self._run(self._remove_enqueued, spec_sha, ids, client)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmark.episodes import EpisodeKey
@@ -18,7 +19,6 @@ TASK_RUN_EPISODE = "rtbench.run_episode"  # the Celery task name of an episode m
 TASK_VERIFY_UNIT = "rtbench.verify_unit"  # one (setting, task) unit of a verification (worker/verify_task.py)
 VERIFY_QUEUE = "verify"                   # the queue of those units
 TASK_ID_NAMESPACE = uuid.UUID("5d6f4b8e-3c1a-4f7e-9b2d-8a1c0e6f2b47")
-_NAMESPACE_BYTES = TASK_ID_NAMESPACE.bytes
 
 
 class MalformedMessage(ValueError):
@@ -43,12 +43,24 @@ class EpisodeMessage:
 
 
 def task_id(spec_sha256: str, episode_id: str) -> str:
-    """``uuid5(TASK_ID_NAMESPACE, "<sha>/<id>")``, computed without UUID objects (enqueue is hot)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{spec_sha256}/{episode_id}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """``uuid5(TASK_ID_NAMESPACE, "<sha>/<id>")``: the Celery task id of an episode's message."""
+    return task_id_maker(spec_sha256)(episode_id)
+
+
+def task_id_maker(spec_sha256: str) -> Callable[[str], str]:
+    """``task_id`` for one spec's episodes, without UUID objects and with the hash of the fixed
+    prefix computed once (enqueue computes 1,000,000 of them)."""
+    prefix = hashlib.sha1(TASK_ID_NAMESPACE.bytes + f"{spec_sha256}/".encode())
+    variant = "89ab" * 4  # RFC 4122 variant: the high bits of byte 8 become 10
+
+    def make(episode_id: str) -> str:
+        digest = prefix.copy()
+        digest.update(episode_id.encode())
+        h = digest.hexdigest()
+        # Version 5 in the high nibble of byte 6.
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
+
+    return make
 
 
 def parse_message(args: tuple, kwargs: dict) -> EpisodeMessage:

@@ -20,7 +20,7 @@ import redis
 from worker.queue import keys
 from worker.queue.counters import Counters
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
-from worker.queue.publish import publish, publish_tasks, queued_task_id, unacked_task_id
+from worker.queue.publish import publish, publish_ids, publish_tasks, queued_task_id, unacked_task_id
 
 # Renew the claim only while we still own it; release only our own claim.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -66,6 +66,10 @@ class QueueState:
     # ------------------------------------------------------------------ the queue itself
     def publish(self, messages: list[EpisodeMessage], *, queue: str, priority: int = 0) -> int:
         return publish(self.r, messages, queue=queue, priority=priority)
+
+    def publish_ids(self, spec_ref: str, spec_sha: str, episode_ids: list[str], *, queue: str,
+                    priority: int = 0) -> int:
+        return publish_ids(self.r, spec_ref, spec_sha, episode_ids, queue=queue, priority=priority)
 
     def publish_tasks(self, task: str, items: list[tuple[dict, str]], *, queue: str) -> int:
         """Messages of another task than episodes: (keyword arguments, task id) each."""
