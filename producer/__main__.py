@@ -43,7 +43,15 @@ from producer.enqueue import (
     results_fingerprint,
     unchanged_since_last_enqueue,
 )
-from producer.status import blocked_lines, collect_status, known_policies, queue_overview, status_table, sync_table
+from producer.status import (
+    blocked_lines,
+    collect_status,
+    known_policies,
+    queue_overview,
+    status_table,
+    sync_table,
+    workers_table,
+)
 from producer.verify import plan_verify, send_units
 from worker.queue.messages import VERIFY_QUEUE
 from worker.queue.state import QueueState, connect
@@ -251,10 +259,12 @@ Examples:
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until Ctrl-C (piped output: printed once).")
 @click.option("--verify", is_flag=True, help="Count the queue's sets themselves (O(episodes)) and report where "
               "the counters status reads differ (python -m producer enqueue repairs them).")
+@click.option("--workers", "each_worker", is_flag=True,
+              help="List each busy worker (gpu.slot@machine) with its episode, not one line a machine.")
 @group_options
 @click.pass_obj
 @user_errors
-def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verify) -> None:
+def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verify, each_worker) -> None:
     """Per policy: done/expected, queued, running, dead, episodes/min and ETA (without SPEC: the queue)."""
     console = Console()
     if spec_ref is None:
@@ -278,6 +288,8 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
 
     def view() -> Group:
         parts = [table()]
+        if (busy := workers_table(obj.state, each_worker)) is not None:
+            parts.append(busy)
         if (syncs := sync_table(obj.state)) is not None:
             parts.append(syncs)
         return Group(*parts)

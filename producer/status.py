@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -167,6 +168,33 @@ def sync_table(state: QueueState) -> Table | None:
         table.caption = "\n".join(errors)
         table.caption_style = "red"
     return table
+
+
+def workers_table(state: QueueState, each: bool = False) -> Table | None:
+    """The workers running episodes now, from the claims (O(running)): per machine, the busy
+    workers by GPU and slot (``gpu3.1``); ``each``: one row per worker with its episode."""
+    running = state.running_workers()
+    if not running:
+        return None
+    by_machine: dict[str, list[tuple[str, str]]] = {}
+    for episode_id, worker in running.items():
+        name, _, machine = worker.rpartition("@")
+        by_machine.setdefault(machine, []).append((name or worker, episode_id))
+    rows = []
+    for machine, busy in sorted(by_machine.items()):
+        busy.sort(key=lambda item: _natural(item[0]))
+        if each:
+            rows += [[machine, name, episode_id] for name, episode_id in busy]
+        else:
+            rows.append([machine, str(len(busy)), " ".join(name for name, _ in busy)])
+    columns = ["machine", "worker", "episode"] if each else ["machine", "running", "workers (gpu.slot)"]
+    return fill_table(new_table(f"running: {len(running):,} episode(s) on {len(by_machine)} machine(s)"), columns,
+                      rows)
+
+
+def _natural(name: str) -> list:
+    """gpu2.1 before gpu10.0: numbers compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _when(epoch: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -499,6 +500,18 @@ def test_slots_per_gpu_lease_every_slot_once_and_a_capped_policy_keeps_to_its_sl
     holder.kill_tree()
     spare.wait_ready()
     assert "gpu0.1@testbox ready." in spare.log_text()  # the spare took the freed slot
+    # producer status shows who runs what, by GPU and slot (20 episodes of ~1.5 s keep both busy).
+    slow = producer("enqueue", "lm20", "--policy", "slow", "--tasks", "click_bell", "--settings", "bias_lm_always_on",
+                    "--max-repeat", "20")
+    assert slow.returncode == 0, slow.stderr
+
+    def shown(*args: str) -> str:
+        return producer("status", "lm20", "--policy", "slow", "--tasks", "click_bell", "--max-repeat", "20",
+                        *args).stdout
+
+    wait_for(lambda: re.search(r"testbox +2 +gpu0\.0 gpu0\.1", shown()), 60, "both slots in producer status")
+    wait_for(lambda: len(re.findall(r"testbox +gpu0\.[01] +slow/bias_lm_always_on/click_bell/episode_",
+                                    shown("--workers"))) == 2, 60, "each worker and its episode")
 
 
 def test_status_reads_counters_that_enqueue_repairs_from_the_sets(producer, workers, broker, tmp_path):

@@ -134,6 +134,13 @@ class QueueState:
         start = len(keys.claim(""))
         return [key[start:] for key in self.r.scan_iter(keys.CLAIM_PATTERN, count=1000)]
 
+    def running_workers(self) -> dict[str, str]:
+        """Episode id -> the worker (Celery hostname: ``gpu3.1@machine``) whose delivery holds its claim."""
+        ids = self.running()
+        owners = self.r.mget([keys.claim(i) for i in ids]) if ids else []
+        # A claim's value is "<hostname>:<pid>:<delivery id>" (worker/delivery.py); gone: released meanwhile.
+        return {episode_id: owner.split(":", 1)[0] for episode_id, owner in zip(ids, owners, strict=True) if owner}
+
     def note_error(self, episode_id: str, text: str) -> None:
         self.r.set(keys.last_error(episode_id), text)
 
