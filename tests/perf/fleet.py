@@ -10,7 +10,7 @@ Each figure is printed against a baseline measured in the same run:
    sets themselves counted) and vs ``python -c pass`` (interpreter start);
    and one refresh of ``--watch`` (``collect_status`` in process);
 4. Redis memory per episode (target: at most 1.5 KB) vs the message bodies' own bytes;
-5. the producer's peak memory (max RSS of the enqueue process).
+5. the producer's peak memory (the enqueue process's own high-water mark, VmHWM).
 
     .venv/bin/python tests/perf/fleet.py            # about 2 minutes, 3 GB of memory
     .venv/bin/python tests/perf/fleet.py --policies 4   # a quicker look (200,000 episodes)
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,13 +38,26 @@ from worker.queue.state import QueueState, connect
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+def run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess, float]:
+    """The command's wall time, its output and its peak memory in MB (VmHWM of the process
+    itself, read until it ends: getrusage's figure for children would include this script's
+    own memory, which a child shares until it execs)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=ROOT)
+    peak_kb = 0
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError, ValueError):  # not there yet, or gone
+            pass
+        time.sleep(0.05)
+    stdout, stderr = process.communicate()
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return elapsed, done
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{stderr[-3000:]}")
+    return elapsed, subprocess.CompletedProcess(args, process.returncode, stdout, stderr), peak_kb / 1024
 
 
 def main() -> None:
@@ -75,21 +87,20 @@ def main() -> None:
             client.delete("baseline")
             memory_before = client.info("memory")["used_memory"]
 
-            first, out = run(["-m", "producer", "enqueue", "full", *policy_args], env)
-            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            first, out, peak_mb = run(["-m", "producer", "enqueue", "full", *policy_args], env)
             assert f"enqueued {episodes:,}" in out.stdout, out.stdout
             memory = client.info("memory")["used_memory"] - memory_before
             print(f"enqueue {episodes:,}:        {first:6.2f} s   raw pipeline {raw:5.2f} s   "
                   f"ratio {first / raw:5.2f}x   (target <= 15 s)")
-            again, out = run(["-m", "producer", "enqueue", "full", *policy_args], env)
+            again, out, _ = run(["-m", "producer", "enqueue", "full", *policy_args], env)
             assert "enqueued 0" in out.stdout, out.stdout
             print(f"re-enqueue, nothing new:   {again:6.2f} s   vs first enqueue {again / first:5.3f}x   "
                   "(target <= 3 s)")
 
-            startup, _ = run(["-c", "pass"], env)
-            cold, out = run(["-m", "producer", "status", "full", *policy_args], env)  # may load the spec once
-            warm, out = run(["-m", "producer", "status", "full", *policy_args], env)  # its summary cached
-            verified, out_verify = run(["-m", "producer", "status", "full", *policy_args, "--verify"], env)
+            startup, _, _ = run(["-c", "pass"], env)
+            cold, out, _ = run(["-m", "producer", "status", "full", *policy_args], env)  # may load the spec once
+            warm, out, _ = run(["-m", "producer", "status", "full", *policy_args], env)  # its summary cached
+            verified, out_verify, _ = run(["-m", "producer", "status", "full", *policy_args, "--verify"], env)
             assert "verified: the counters agree with the sets" in out_verify.stdout, out_verify.stdout
             state = QueueState(connect(server.url))
             started = time.perf_counter()
