@@ -1,5 +1,18 @@
 """Intervals and paired comparisons for success rates (pure functions).
 
+Two questions, two intervals (docs/statistics.md):
+
+- ``on_these_tasks_rows``: how good is the policy on *these* tasks (the tasks are fixed; only
+  the repeats are random): the mean of the task rates, with a Wilson interval whose sample size
+  is the effective one of the stratified (per-task binomial) variance.
+- ``over_tasks_rows``: how good is it on tasks *like these* (the tasks are a draw too): the
+  same mean, with a Wilson interval whose sample size is the effective one of the variance
+  between task rates and whose quantile is Student's t with tasks - 1 degrees of freedom, so
+  that it holds with few tasks.
+- ``paired_over_tasks``: the difference of two policies over tasks, paired by task (a t interval).
+
+And the intervals of today's report, kept for compatibility:
+
 - ``wilson``: the Wilson score interval of k successes in n trials (``wilson_many``: of arrays).
 - ``cluster_bootstrap``: a percentile bootstrap that resamples whole clusters (tasks), because
   the repeats of one task share one scene and are not independent; naive intervals are too
@@ -20,6 +33,9 @@ from numpy.random import default_rng  # numpy loads it lazily, inside the first 
 Z95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 20260401
+# Below this many tasks the over-tasks interval is approximate (its coverage is measured lower,
+# docs/statistics.md), and reports say so.
+FEW_TASKS = 10
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -45,6 +61,134 @@ def wilson_many(successes: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[n
         low, high = np.maximum(0.0, centre - half), np.minimum(1.0, centre + half)
     empty = n == 0
     return np.where(empty, 0.0, low), np.where(empty, 1.0, high)
+
+
+def wilson_effective(rate: np.ndarray, n_effective: np.ndarray, quantile: np.ndarray | float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval around ``rate`` for an effective sample size (a variance turned
+    into the n of a binomial with that rate and variance) and any quantile (z, or Student's t)."""
+    q2 = np.square(quantile)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denominator = 1 + q2 / n_effective
+        centre = (rate + q2 / (2 * n_effective)) / denominator
+        half = quantile * np.sqrt(rate * (1 - rate) / n_effective + q2 / (4 * n_effective ** 2)) / denominator
+    return np.maximum(0.0, centre - half), np.minimum(1.0, centre + half)
+
+
+def _task_rates(successes: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of (rows, tasks) arrays: the task rates (NaN where a task has no episode), the
+    number of tasks with episodes, the mean of their rates, and the episodes in all."""
+    successes, n = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(n > 0, successes / n, np.nan)
+    tasks = (n > 0).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(tasks > 0, np.nansum(np.nan_to_num(rates), axis=1) / np.maximum(tasks, 1), 0.0)
+    return rates, tasks, mean, n.sum(axis=1)
+
+
+def _effective_n(mean: np.ndarray, variance: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+    """mean(1 - mean) / variance; the episodes themselves where that says nothing (a variance
+    of 0: every task rate equal, or all 0 or all 1), as the plain Wilson interval would."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = mean * (1 - mean) / variance
+    return np.where((variance > 0) & (n_eff > 0), n_eff, episodes)
+
+
+def on_these_tasks_rows(successes: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                         np.ndarray]:
+    """(rate, low, high, tasks) per row of (rows, tasks) arrays: the mean success over the tasks
+    with episodes, each task a stratum. Its variance is the sum of the tasks' binomial variances
+    (over tasks squared): only the repeats are random, so the spread between tasks is not noise,
+    and the interval is narrower than a Wilson interval of the pooled episodes. Rows without
+    episodes: rate 0, interval [0, 1]."""
+    rates, tasks, mean, episodes = _task_rates(successes, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_task = np.where(n > 0, np.nan_to_num(rates) * (1 - np.nan_to_num(rates)) / n, 0.0)
+        variance = per_task.sum(axis=1) / np.square(np.maximum(tasks, 1))
+    low, high = wilson_effective(mean, _effective_n(mean, variance, episodes), Z95)
+    empty = tasks == 0
+    return mean, np.where(empty, 0.0, low), np.where(empty, 1.0, high), tasks
+
+
+def over_tasks_rows(successes: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rate, low, high, tasks) per row: the mean success over the tasks with episodes, as an
+    estimate of the rate on tasks drawn like these. Its variance is the sample variance of the
+    task rates over the number of tasks (it holds the repeats' noise too); the quantile is
+    Student's t with tasks - 1 degrees of freedom. Rows with fewer than 2 tasks: NaN bounds
+    (one task says nothing about others)."""
+    rates, tasks, mean, episodes = _task_rates(successes, n)
+    centred = np.where(np.isnan(rates), 0.0, rates - mean[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = np.square(centred).sum(axis=1) / (tasks - 1) / tasks
+    quantile = np.array([t_quantile(0.975, int(k) - 1) if k > 1 else np.nan for k in tasks.tolist()])
+    low, high = wilson_effective(mean, _effective_n(mean, variance, episodes), quantile)
+    few = tasks < 2
+    return mean, np.where(few, np.nan, low), np.where(few, np.nan, high), tasks
+
+
+def paired_over_tasks(differences: Sequence[float]) -> tuple[float, float, float] | None:
+    """(mean, low, high) of per-task differences a - b, a t interval with tasks - 1 degrees of
+    freedom; None with fewer than 2 tasks, and (mean, nan, nan) when every task differs by the
+    same amount (no spread to learn the between-task variance from)."""
+    d = np.asarray(differences, dtype=np.float64)
+    if len(d) < 2:
+        return None
+    mean, spread = float(d.mean()), float(d.std(ddof=1))
+    if spread == 0:
+        return (mean, math.nan, math.nan)
+    half = t_quantile(0.975, len(d) - 1) * spread / math.sqrt(len(d))
+    return (mean, max(-1.0, mean - half), min(1.0, mean + half))
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (0.5 < p < 1), by bisection on its distribution function."""
+    if not 0.5 < p < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < p:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        if _t_cdf(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-13 * high:
+            break
+    return (low + high) / 2
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2) / 2 with x = df / (df + t^2)."""
+    return 1 - 0.5 * _incomplete_beta(df / (df + t * t), df / 2, 0.5)
+
+
+def _incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (continued fraction, modified Lentz)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
+        return 1 - _incomplete_beta(1 - x, b, a)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return front * fraction
 
 
 def cluster_bootstrap_rows(successes: np.ndarray, n: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
