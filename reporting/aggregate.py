@@ -14,6 +14,7 @@ is derived in milliseconds from an up-to-date tally.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from datetime import datetime
@@ -26,7 +27,16 @@ from benchmark.spec import Setting
 from benchmark.spec_slice import WHOLE_SPEC, SpecSlice
 from reporting.report_schema import GroupStats, IoErrors, PairedComparison, PairedStats, PolicyReport, Report
 from reporting.spec_digest import SpecDigest
-from reporting.stats import cluster_bootstrap_rows, mcnemar_exact, paired_difference, wilson_many
+from reporting.stats import (
+    FEW_TASKS,
+    cluster_bootstrap_rows,
+    mcnemar_exact,
+    on_these_tasks_rows,
+    over_tasks_rows,
+    paired_difference,
+    paired_over_tasks,
+    wilson_many,
+)
 from reporting.tally import (
     COMPLETED,
     CONFIG_MISMATCH,
@@ -111,6 +121,10 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
             "--settings and --tasks (slice); records of other settings and tasks are not counted",
             "success_rate = successes/valid; success_rate_all = successes/completed (errors count as failures)",
             "*_ci95: Wilson 95% interval; *_ci95_cluster: bootstrap over tasks (repeats of a task share a scene)",
+            "on_these_tasks: the mean of the task success rates with its 95% interval for these tasks (only the "
+            "repeats random); over_tasks: the same mean with its 95% interval for tasks like these (the tasks a "
+            "draw too), approximate under 10 tasks; paired comparisons: on_these_tasks paired by episode, "
+            "over_tasks paired by task (docs/statistics.md)",
             "duplicates: records beyond the first for one episode; they are counted, paired comparisons skip "
             "episodes whose valid records disagree",
         ],
@@ -118,9 +132,11 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
 
 
 def group_stats(counts: np.ndarray, eff: np.ndarray, expected: np.ndarray,
-                cluster_interval: tuple[np.ndarray, np.ndarray]) -> list[GroupStats]:
+                cluster_interval: tuple[np.ndarray, np.ndarray], by_task: tuple[np.ndarray, np.ndarray]
+                ) -> list[GroupStats]:
     """The stats of many groups at once: ``counts`` and ``eff`` are (count, group) arrays of
-    all episodes and of the caused_failure ones; ``cluster_interval`` the bootstrap over tasks."""
+    all episodes and of the caused_failure ones; ``cluster_interval`` the bootstrap over tasks;
+    ``by_task`` the (group, task) successes and valid episodes, for the named intervals."""
     completed, valid, successes = counts
     eff_total, eff_valid, eff_successes = eff
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -139,9 +155,20 @@ def group_stats(counts: np.ndarray, eff: np.ndarray, expected: np.ndarray,
     plain = {key: np.asarray(values).tolist() for key, values in columns.items()}
     pairs = {key: list(zip(low.tolist(), high.tolist(), strict=True)) for key, (low, high) in intervals.items()}
     order = list(columns) + list(intervals)
-    # Key order of today's report, then the intervals.
-    return [{key: (list(pairs[key][i]) if key in pairs else plain[key][i]) for key in order}
+    these, over = _named(on_these_tasks_rows(*by_task)), _named(over_tasks_rows(*by_task))
+    # Key order of today's report, then the intervals, then the named ones.
+    return [{**{key: (list(pairs[key][i]) if key in pairs else plain[key][i]) for key in order},
+             "on_these_tasks": these[i],
+             "over_tasks": {**over[i], "approximate": over[i]["tasks"] < FEW_TASKS}}
             for i in range(len(plain["completed"]))]
+
+
+def _named(rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> list[dict]:
+    """(rate, low, high, tasks) arrays -> {rate, ci95, tasks} per group; no interval where the
+    bounds are NaN (too few tasks); rate 0 and [0, 1] without tasks, as the other intervals."""
+    rate, low, high, tasks = (a.tolist() for a in rows)
+    return [{"rate": r, "ci95": None if math.isnan(lo) else [lo, hi], "tasks": int(t)}
+            for r, lo, hi, t in zip(rate, low, high, tasks, strict=True)]
 
 
 class GroupLayout:
@@ -175,7 +202,8 @@ def _policy_report(settings: list[Setting], task_names: tuple[str, ...], counts:
     eff_groups = np.einsum("gs,kst->kgt", layout.members, eff_grid)
     named = groups[:, :, layout.by_name]
     grouped = group_stats(groups.sum(axis=2), eff_groups.sum(axis=2), layout.settings_per_group * n_tasks * repeats,
-                          cluster_bootstrap_rows(named[SUCCESSES], named[VALID]))
+                          cluster_bootstrap_rows(named[SUCCESSES], named[VALID]),
+                          (groups[SUCCESSES][:, tasks], groups[VALID][:, tasks]))
     # Per task: one cluster each, so the "bootstrap" is the task's own rate.
     by_task, eff_by_task = grid.sum(axis=1)[:, tasks], eff_grid.sum(axis=1)[:, tasks]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -183,7 +211,8 @@ def _policy_report(settings: list[Setting], task_names: tuple[str, ...], counts:
     has_valid = by_task[VALID] > 0
     per_task = [{"task": task_names[t], **row} for t, row in zip(tasks, group_stats(
         by_task, eff_by_task, np.full(n_tasks, n_settings * repeats),
-        (np.where(has_valid, own_rate, 0.0), np.where(has_valid, own_rate, 1.0))), strict=True)]
+        (np.where(has_valid, own_rate, 0.0), np.where(has_valid, own_rate, 1.0)),
+        (by_task[SUCCESSES][:, None], by_task[VALID][:, None])), strict=True)]
     per_task.sort(key=lambda x: (x["progress"], x["success_rate"], x["task"]))
     cells = grid.tolist()  # [count][setting][task]
     return {
@@ -207,33 +236,42 @@ def _policy_report(settings: list[Setting], task_names: tuple[str, ...], counts:
 def _paired(names: list[str], counts: dict[str, np.ndarray], settings: list[Setting]) -> list[PairedComparison]:
     """Each pair of policies on the episodes both completed validly; an episode whose valid
     records (duplicates) disagree is left out for that policy."""
-    n_settings = len(settings)
     usable, success = {}, {}
     for p in names:
-        valid = counts[p][VALID].reshape(n_settings, -1)
-        successes = counts[p][SUCCESSES].reshape(n_settings, -1)
+        valid, successes = counts[p][VALID], counts[p][SUCCESSES]  # (setting, task, repeat)
         usable[p] = (valid > 0) & ((successes == 0) | (successes == valid))
         success[p] = successes > 0
     comparisons = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             shared = usable[a] & usable[b]
-            table = {name: (shared & x & y).sum(axis=1).tolist() for name, x, y in (
+            cells = {name: (shared & x & y).sum(axis=2) for name, x, y in (  # (setting, task)
                 ("both", success[a], success[b]), ("a_only", success[a], ~success[b]),
                 ("b_only", ~success[a], success[b]), ("neither", ~success[a], ~success[b]))}
-            overall = {name: sum(values) for name, values in table.items()}
-            comparisons.append({"policy_a": a, "policy_b": b, **_paired_stats(**overall),
+            comparisons.append({"policy_a": a, "policy_b": b,
+                                **_paired_stats({name: c.sum(axis=0) for name, c in cells.items()}),
                                 "per_setting": [{"setting_id": s.id, **_paired_stats(
-                                    **{name: values[index] for name, values in table.items()})}
+                                    {name: c[index] for name, c in cells.items()})}
                                     for index, s in enumerate(settings)]})
     return comparisons
 
 
-def _paired_stats(both: int, a_only: int, b_only: int, neither: int) -> PairedStats:
+def _paired_stats(by_task: dict[str, np.ndarray]) -> PairedStats:
+    """The comparison of the episodes in ``by_task`` (name -> count per task): pooled over
+    tasks (paired by episode), and over tasks (paired by task)."""
+    both, a_only, b_only, neither = (int(by_task[name].sum()) for name in ("both", "a_only", "b_only", "neither"))
     difference, low, high = paired_difference(both, a_only, b_only, neither)
+    pairs = by_task["both"] + by_task["a_only"] + by_task["b_only"] + by_task["neither"]
+    shared = pairs > 0
+    per_task = ((by_task["a_only"] - by_task["b_only"])[shared] / pairs[shared]).tolist()
+    over = paired_over_tasks(per_task)
+    over_tasks = {"difference": over[0] if over else (per_task[0] if per_task else 0.0),
+                  "ci95": None if over is None or math.isnan(over[1]) else [over[1], over[2]],
+                  "tasks": len(per_task), "approximate": len(per_task) < FEW_TASKS}
     return {"pairs": both + a_only + b_only + neither, "both": both, "a_only": a_only, "b_only": b_only,
             "neither": neither, "difference": difference, "difference_ci95": [low, high],
-            "mcnemar_p": mcnemar_exact(a_only, b_only)}
+            "mcnemar_p": mcnemar_exact(a_only, b_only),
+            "on_these_tasks": {"difference": difference, "ci95": [low, high]}, "over_tasks": over_tasks}
 
 
 def _in_scope(max_repeat: int | None):

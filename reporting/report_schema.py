@@ -14,6 +14,24 @@ from typing import TypedDict
 Interval = list[float]  # [low, high], 95%
 
 
+class OnTheseTasks(TypedDict):
+    """Added: "how good is the policy on these tasks?" (the tasks fixed, the repeats random);
+    docs/statistics.md."""
+
+    rate: float                    # the mean of the task success rates (tasks with valid episodes)
+    ci95: Interval                 # Wilson interval with the effective n of the per-task binomial variance
+    tasks: int                     # tasks with valid episodes
+
+
+class OverTasks(TypedDict):
+    """Added: "how good is it on tasks like these?" (the tasks a draw too); docs/statistics.md."""
+
+    rate: float                    # the mean of the task success rates (as on_these_tasks)
+    ci95: Interval | None          # Wilson-t interval of the spread between tasks; None under 2 tasks
+    tasks: int                     # tasks with valid episodes
+    approximate: bool              # fewer than 10 tasks: the interval's coverage is approximate
+
+
 class GroupStats(TypedDict):
     """One group of episodes: a policy overall, a setting, a dimension's value or a task."""
 
@@ -33,6 +51,8 @@ class GroupStats(TypedDict):
     success_rate_ci95_cluster: Interval  # added: bootstrap over tasks (repeats of a task share a scene)
     success_rate_all_ci95: Interval      # added: Wilson interval of success_rate_all
     eff_success_rate_ci95: Interval      # added: Wilson interval of eff_success_rate
+    on_these_tasks: OnTheseTasks   # added: the success rate on these tasks, with its interval
+    over_tasks: OverTasks          # added: the success rate on tasks like these, with its interval
 
 
 class SettingStats(GroupStats):
@@ -66,6 +86,24 @@ class PolicyReport(TypedDict):
     per_setting_task: list[CellStats]  # added: cells with records, in spec order
 
 
+class PairedOnTheseTasks(TypedDict):
+    """Added: a - b on these tasks, paired by episode (the same numbers as difference and
+    difference_ci95, named by their question)."""
+
+    difference: float
+    ci95: Interval
+
+
+class PairedOverTasks(TypedDict):
+    """Added: a - b on tasks like these, paired by task: the mean of the per-task differences
+    with a t interval (tasks - 1 degrees of freedom)."""
+
+    difference: float              # mean over tasks of (a's rate - b's rate) on the task's shared episodes
+    ci95: Interval | None          # None under 2 tasks, or when every task differs by the same amount
+    tasks: int                     # tasks with shared episodes
+    approximate: bool              # fewer than 10 tasks
+
+
 class PairedStats(TypedDict):
     """Two policies on the episodes both completed validly (added)."""
 
@@ -77,6 +115,8 @@ class PairedStats(TypedDict):
     difference: float              # success rate of a minus b on these episodes
     difference_ci95: Interval      # Newcombe's interval for paired proportions
     mcnemar_p: float               # McNemar's exact test, two-sided
+    on_these_tasks: PairedOnTheseTasks  # added: the difference on these tasks (paired by episode)
+    over_tasks: PairedOverTasks    # added: the difference on tasks like these (paired by task)
 
 
 class SettingPairedStats(PairedStats):

@@ -14,9 +14,15 @@ from html import escape
 from typing import Any
 
 from reporting.render.tables import (
+    APPROXIMATE_EXPLAINED,
+    INTERVALS_EXPLAINED,
+    any_approximate,
     done_of,
     effective_rate,
-    interval_only,
+    on_these_tasks,
+    over_tasks,
+    paired_difference_text,
+    paired_over_tasks_text,
     percent,
     problems,
     rate_with_interval,
@@ -31,7 +37,8 @@ padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%}
 th,td{border:1px solid #dde2ea;padding:3px 7px;overflow-wrap:anywhere}
 th{background:#f3f5f9;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.meta{color:#5b6475;font-size:13px}.problems{border-left:4px solid #d08c00;background:#fff8e6;padding:6px 12px}
+.meta{color:#5b6475;font-size:13px}.approximate{color:#8a5a00;font-size:13px;font-weight:600}
+.problems{border-left:4px solid #d08c00;background:#fff8e6;padding:6px 12px}
 .problems li{overflow-wrap:anywhere}svg{max-width:100%;height:auto;display:block}
 svg text{font-size:11px;fill:#1d2330}.progress{display:inline-block;width:80px;height:9px;background:#eceff4;
 margin-right:6px;vertical-align:middle}.progress span{display:block;height:100%;background:#4c78a8}
@@ -108,7 +115,7 @@ def _bars(groups: list[tuple[str, dict[str, Any]]], title: str) -> str:
             for f in (0, 0.25, 0.5, 0.75, 1)]
     for i, (label, stats) in enumerate(groups):
         y = 4 + i * (bar_h + gap)
-        rate, (low, high) = stats["success_rate"], stats["success_rate_ci95"]
+        rate, (low, high) = stats["on_these_tasks"]["rate"], stats["on_these_tasks"]["ci95"]
         body.append(f'<text x="{left - 6:.1f}" y="{y + 12}" text-anchor="end">{escape(label)}</text>')
         if stats["valid"]:
             body.append(f'<rect x="{left:.1f}" y="{y}" width="{rate * scale:.1f}" height="{bar_h}" fill="#4c78a8"/>')
@@ -130,18 +137,16 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int, label: s
 def _leaderboard(report: Report) -> str:
     """Policies by success rate, best first (ties by name)."""
     per_policy = report["per_policy"]
-    ranked = sorted(report["policies"], key=lambda p: (-per_policy[p]["overall"]["success_rate"]
+    ranked = sorted(report["policies"], key=lambda p: (-per_policy[p]["overall"]["on_these_tasks"]["rate"]
                                                        if per_policy[p]["overall"]["valid"] else 1, p))
     rows = []
     for rank, policy in enumerate(ranked, start=1):
         s = per_policy[policy]["overall"]
         bar = f'<span class="progress"><span style="width:{s["progress"] * 100:.1f}%"></span></span>'
-        rows.append([str(rank), escape(policy),
-                     escape(rate_with_interval(s["success_rate"], s["success_rate_ci95"], s["valid"])),
-                     escape(interval_only(s["success_rate_ci95_cluster"], s["valid"])),
+        rows.append([str(rank), escape(policy), escape(on_these_tasks(s)), escape(over_tasks(s)),
                      f"{s['errors']:,}", f"{bar}{escape(done_of(s))} ({percent(s['progress'])})",
                      escape(effective_rate(report, s))])
-    header = ["#", "policy", "success [95% Wilson]", "over tasks [95%]", "errors", "done/expected", "effective"]
+    header = ["#", "policy", "on these tasks [95%]", "over tasks [95%]", "errors", "done/expected", "effective"]
     return _table(header, rows, 2, "leaderboard")
 
 
@@ -151,12 +156,12 @@ def _paired(report: Report) -> str:
         for scope in [c, *c["per_setting"]]:
             if not scope["pairs"]:
                 continue
-            low, high = scope["difference_ci95"]
             rows.append([escape(c["policy_a"]), escape(c["policy_b"]), escape(scope.get("setting_id", "all settings")),
                          f"{scope['pairs']:,}", f"{scope['a_only']:,}", f"{scope['b_only']:,}",
-                         f"{scope['difference'] * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]",
-                         f"{scope['mcnemar_p']:.3g}"])
-    header = ["a", "b", "scope", "pairs", "a only", "b only", "a - b, points [95%]", "McNemar p"]
+                         escape(paired_difference_text(scope["difference"], scope["difference_ci95"])),
+                         escape(paired_over_tasks_text(scope)), f"{scope['mcnemar_p']:.3g}"])
+    header = ["a", "b", "scope", "pairs", "a only", "b only", "a - b on these tasks [95%]", "over tasks [95%]",
+              "McNemar p"]
     return _table(header, rows, 3, "paired comparisons")
 
 
@@ -182,13 +187,13 @@ def render_html(report: Report) -> str:
              f"repeats = {summary['total_per_policy']:,} episodes per policy. Generated "
              f"{escape(report['generated_at'])}.</p>",
              "<h2>Leaderboard</h2>", _leaderboard(report),
-             "<p class='meta'>success: successes / valid episodes, with its Wilson 95% interval; over tasks: "
-             "a bootstrap over tasks (repeats of a task share a scene); effective: success where the "
+             f"<p class='meta'>{escape(INTERVALS_EXPLAINED)}; effective: success where the "
              "perturbation caused failures (verified specs only).</p>",
+             (f"<p class='approximate'>{escape(APPROXIMATE_EXPLAINED)}</p>" if any_approximate(report) else ""),
              _problems(report)]
     for policy in report["policies"]:
         dimensions = report["per_policy"][policy]["per_dimension"]
-        parts.append(f"<h2>{escape(policy)}: success rate by dimension (95% Wilson whiskers)</h2>")
+        parts.append(f"<h2>{escape(policy)}: success rate by dimension (whiskers: 95% on these tasks)</h2>")
         groups = [(f"{dim}={value}", stats) for dim, values in dimensions.items() for value, stats in values.items()]
         parts.append(_bars(groups, f"dimensions {policy}"))
         parts.append(f"<h2>{escape(policy)}: setting x task success</h2>" + _heatmap(report, policy))

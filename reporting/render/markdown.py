@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reporting.render.tables import fmt, problems, tables
+from reporting.render.tables import APPROXIMATE_EXPLAINED, INTERVALS_EXPLAINED, any_approximate, fmt, problems, tables
 from reporting.report_schema import Report
 
 TITLES = {
@@ -27,6 +27,11 @@ def render_markdown(report: Report, top_k: int = 8) -> str:
     for problem in problems(report, listed_paths=len(report["io_errors"].get("first_paths", []))):
         lines += [f"**{problem.title}**", ""] + [f"- `{line}`" for line in problem.lines]
         lines += ["", f"What to do: {problem.advice}.", ""]
+    lines += [f"Intervals: {INTERVALS_EXPLAINED}. Columns: on_these_tasks_ci95 and over_tasks_ci95 "
+              "(success_rate_ci95, a Wilson interval of the pooled episodes, and success_rate_ci95_cluster, a "
+              "bootstrap over tasks, are kept for compatibility: they answer neither question at 95%).", ""]
+    if any_approximate(report):
+        lines += [f"**{APPROXIMATE_EXPLAINED}**", ""]
     if not report["has_caused_failure_data"]:
         lines += ["Effective rates (eff_*): not verified (the spec has no caused_failure labels).", ""]
     for name, (header, rows) in tables(report).items():

@@ -9,8 +9,19 @@ from typing import Any
 from reporting.report_schema import Report
 
 STAT_COLUMNS = ("completed", "expected", "progress", "valid", "errors", "successes", "success_rate",
-                "success_rate_ci95", "success_rate_ci95_cluster", "success_rate_all", "eff_total", "eff_valid",
-                "eff_successes", "eff_success_rate")
+                "on_these_tasks_ci95", "over_tasks_ci95", "success_rate_ci95", "success_rate_ci95_cluster",
+                "success_rate_all", "eff_total", "eff_valid", "eff_successes", "eff_success_rate")
+# Columns of the named intervals (nested in the JSON): on these tasks, over tasks (docs/statistics.md).
+NAMED_COLUMNS = {"on_these_tasks_ci95": lambda stats: stats["on_these_tasks"]["ci95"],
+                 "over_tasks_ci95": lambda stats: stats["over_tasks"]["ci95"]}
+# What each interval answers, for every view.
+INTERVALS_EXPLAINED = (
+    "on these tasks: the mean success over the tasks reported, with its 95% interval for these tasks "
+    "(only the repeats are random); over tasks: the 95% interval for tasks like these (the tasks are a "
+    "draw too; wider when tasks differ)")
+APPROXIMATE = "≈"
+APPROXIMATE_EXPLAINED = (f"{APPROXIMATE} fewer than 10 tasks: the over-tasks interval is approximate "
+                         "(its coverage is below 95% when tasks differ much; docs/statistics.md)")
 EFFECTIVE_COLUMNS = ("eff_total", "eff_valid", "eff_successes", "eff_success_rate")
 NOT_VERIFIED = "not verified"
 
@@ -36,6 +47,39 @@ def rate_with_interval(rate: float, interval: list[float], n: int) -> str:
 
 def interval_only(interval: list[float], n: int) -> str:
     return f"[{interval[0] * 100:.1f}–{interval[1] * 100:.1f}]" if n else "-"
+
+
+def on_these_tasks(stats: dict[str, Any]) -> str:
+    """``64.0% [60.2–67.6]``: the rate on these tasks with its interval."""
+    named = stats["on_these_tasks"]
+    return rate_with_interval(named["rate"], named["ci95"], stats["valid"])
+
+
+def over_tasks(stats: dict[str, Any]) -> str:
+    """``[55.1–72.0]``, ``≈[41.0–80.2]`` under 10 tasks, ``-`` for one task."""
+    named = stats["over_tasks"]
+    if not stats["valid"] or named["ci95"] is None:
+        return "-"
+    return (APPROXIMATE if named["approximate"] else "") + interval_only(named["ci95"], stats["valid"])
+
+
+def any_approximate(report: Report) -> bool:
+    """Whether a view of the report shows an approximate over-tasks interval (fewer than 10 tasks)."""
+    return any(p["overall"]["over_tasks"]["approximate"] and p["overall"]["over_tasks"]["ci95"] is not None
+               for p in report["per_policy"].values())
+
+
+def paired_difference_text(difference: float, interval: list[float] | None) -> str:
+    if interval is None:
+        return f"{difference * 100:+.1f} [-]"
+    return f"{difference * 100:+.1f} [{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]"
+
+
+def paired_over_tasks_text(scope: dict[str, Any]) -> str:
+    over = scope["over_tasks"]
+    if over["ci95"] is None:
+        return "-"
+    return (APPROXIMATE if over["approximate"] else "") + paired_difference_text(over["difference"], over["ci95"])
 
 
 def done_of(stats: dict[str, Any]) -> str:
@@ -103,7 +147,7 @@ def problems(report: Report, listed_paths: int = LISTED_PATHS) -> list[Problem]:
 
 
 def stat_cells(stats: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
-    return [stats[c] for c in columns]
+    return [NAMED_COLUMNS[c](stats) if c in NAMED_COLUMNS else stats[c] for c in columns]
 
 
 def tables(report: Report) -> dict[str, tuple[list[str], list[list[Any]]]]:
@@ -124,8 +168,9 @@ def tables(report: Report) -> dict[str, tuple[list[str], list[list[Any]]]]:
                                   [[p, value, *stat_cells(stats, columns)] for p in report["policies"]
                                    for value, stats in per_policy[p]["per_dimension"][dimension].items()])
     out["paired"] = (["policy_a", "policy_b", "setting_id", "pairs", "a_only", "b_only", "difference",
-                      "difference_ci95", "mcnemar_p"],
+                      "difference_ci95", "over_tasks_difference", "over_tasks_ci95", "mcnemar_p"],
                      [[c["policy_a"], c["policy_b"], scope.get("setting_id", "ALL"), scope["pairs"], scope["a_only"],
-                       scope["b_only"], scope["difference"], scope["difference_ci95"], scope["mcnemar_p"]]
+                       scope["b_only"], scope["difference"], scope["difference_ci95"],
+                       scope["over_tasks"]["difference"], scope["over_tasks"]["ci95"], scope["mcnemar_p"]]
                       for c in report["paired_comparisons"] for scope in [c, *c["per_setting"]] if scope["pairs"]])
     return out

@@ -1,9 +1,10 @@
 """The report in the terminal, designed for 80 columns.
 
 The narrow view (under ``WIDE_FROM`` columns, piped output included) shows what people compare:
-the success rate with its 95% interval, done/expected and errors. ``--wide`` (or a terminal of
-``WIDE_FROM`` columns or more) adds the interval over tasks, the rate counting errors as failures,
-valid episodes, progress and the effective rate. Numbers never shrink: their columns are as wide
+the success rate on these tasks with its 95% interval, the 95% interval over tasks like these
+(docs/statistics.md), done/expected and errors. ``--wide`` (or a terminal of ``WIDE_FROM``
+columns or more) adds the rate counting errors as failures, valid episodes, progress and the
+effective rate. Numbers never shrink: their columns are as wide
 as their widest cell, and only names fold onto a second line.
 """
 
@@ -20,9 +21,15 @@ from rich.text import Text
 
 from benchmark.terminal_tables import fill_table, new_table
 from reporting.render.tables import (
+    APPROXIMATE_EXPLAINED,
+    INTERVALS_EXPLAINED,
+    any_approximate,
     done_of,
     effective_rate,
-    interval_only,
+    on_these_tasks,
+    over_tasks,
+    paired_difference_text,
+    paired_over_tasks_text,
     percent,
     problems,
     rate_with_interval,
@@ -35,14 +42,13 @@ Column = tuple[str, Callable[[dict[str, Any]], str]]
 
 
 def _columns(report: Report, wide: bool) -> list[Column]:
-    rate: Column = ("success [95%]",
-                    lambda s: rate_with_interval(s["success_rate"], s["success_rate_ci95"], s["valid"]))
+    rate: Column = ("on these tasks", on_these_tasks)
+    over: Column = ("over tasks", over_tasks)
     done: Column = ("done/expected", done_of)
     errors: Column = ("errors", lambda s: f"{s['errors']:,}")
     if not wide:
-        return [rate, done, errors]
-    return [rate,
-            ("over tasks [95%]", lambda s: interval_only(s["success_rate_ci95_cluster"], s["valid"])),
+        return [rate, over, done, errors]
+    return [rate, over,
             ("errors as failures", lambda s: rate_with_interval(s["success_rate_all"], s["success_rate_all_ci95"],
                                                                 s["completed"])),
             ("valid", lambda s: f"{s['valid']:,}"), done, ("progress", lambda s: percent(s["progress"])), errors,
@@ -57,13 +63,14 @@ def _stats_table(report: Report, title: str, key_column: str, rows: list[tuple[s
 
 
 def _paired_table(report: Report, wide: bool) -> Table:
-    header = ["a", "b", "pairs", *(["both", "a only", "b only"] if wide else []), "a - b, points [95%]", "McNemar p"]
+    header = ["a", "b", "pairs", *(["both", "a only", "b only"] if wide else []), "a - b on these tasks",
+              "over tasks", "McNemar p"]
     rows = []
     for c in report["paired_comparisons"]:
-        low, high = c["difference_ci95"]
-        difference = (f"{c['difference'] * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]" if c["pairs"] else "-")
+        difference = paired_difference_text(c["difference"], c["difference_ci95"]) if c["pairs"] else "-"
         counts = [f"{c['both']:,}", f"{c['a_only']:,}", f"{c['b_only']:,}"] if wide else []
-        rows.append([c["policy_a"], c["policy_b"], f"{c['pairs']:,}", *counts, difference, f"{c['mcnemar_p']:.3g}"])
+        rows.append([c["policy_a"], c["policy_b"], f"{c['pairs']:,}", *counts, difference,
+                     paired_over_tasks_text(c) if c["pairs"] else "-", f"{c['mcnemar_p']:.3g}"])
     return fill_table(new_table("paired comparisons (episodes both policies completed validly)"), header, rows,
                       names=2)
 
@@ -113,9 +120,13 @@ def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | 
         show(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide))
     if report["paired_comparisons"]:
         show(_paired_table(report, wide))
+    console.print()
+    console.print(f"[dim]{escape(INTERVALS_EXPLAINED)}[/]")
+    if any_approximate(report):
+        console.print(f"[yellow]{escape(APPROXIMATE_EXPLAINED)}[/]")
     if not wide:
-        console.print("[dim]--wide (or a terminal of 150+ columns) adds the interval over tasks, the rate with "
-                      "errors as failures, valid, progress and the effective rate[/]")
+        console.print("[dim]--wide (or a terminal of 150+ columns) adds the rate with errors as failures, valid, "
+                      "progress and the effective rate[/]")
     for problem in found:
         console.print()
         console.print(Text(problem.title, style="bold yellow"))

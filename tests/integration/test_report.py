@@ -125,6 +125,71 @@ def test_every_number_matches_an_independent_count(tree):
     assert report["spec_summary"]["sha256"] == load_spec("lm20").sha256
 
 
+def test_named_intervals_come_from_the_task_counts_and_say_which_question(tree):
+    """on_these_tasks and over_tasks of each group: the mean of the task rates and the intervals
+    of reporting.stats on the tasks' own counts (counted here from the records); one task has no
+    over-tasks interval; under 10 tasks it is approximate. Paired: by task over tasks."""
+    import numpy as np
+
+    from reporting.stats import on_these_tasks_rows, over_tasks_rows, wilson
+
+    root, written = tree
+    _, report = run_report(root)
+    for policy in POLICIES:
+        valid = [r for r in written if r["policy"] == policy and r["error"] is None]
+        tasks = sorted({r["task"] for r in valid})
+        k = np.array([[sum(r["success"] for r in valid if r["task"] == t) for t in tasks]])
+        n = np.array([[sum(1 for r in valid if r["task"] == t) for t in tasks]])
+        overall = report["per_policy"][policy]["overall"]
+        rate, low, high, _ = on_these_tasks_rows(k, n)
+        these = overall["on_these_tasks"]
+        assert these["rate"] == pytest.approx(float((k / n).mean())) and these["tasks"] == len(tasks)
+        assert these["ci95"] == pytest.approx([low[0], high[0]])
+        _, low, high, _ = over_tasks_rows(k, n)
+        over = overall["over_tasks"]
+        assert over["rate"] == pytest.approx(rate[0]) and over["tasks"] == len(tasks) and over["approximate"] is True
+        assert over["ci95"] == pytest.approx([low[0], high[0]])
+        for row in report["per_policy"][policy]["per_task"]:
+            assert row["over_tasks"]["ci95"] is None and row["over_tasks"]["tasks"] == (1 if row["valid"] else 0)
+            assert row["on_these_tasks"]["ci95"] == pytest.approx(list(wilson(row["successes"], row["valid"])))
+    for comparison in report["paired_comparisons"]:
+        over = comparison["over_tasks"]
+        assert over["tasks"] == len({r["task"] for r in written if r["policy"] == comparison["policy_b"]})
+        assert over["approximate"] and over["ci95"][0] <= over["difference"] <= over["ci95"][1]
+        assert comparison["on_these_tasks"] == {"difference": comparison["difference"],
+                                                "ci95": comparison["difference_ci95"]}
+
+
+def test_a_four_task_slice_says_the_over_tasks_interval_is_approximate(tmp_path):
+    spec = load_spec("lm20")
+    tasks, rng = list(spec.tasks)[:10], random.Random(8)
+    for task in tasks:
+        for repeat in range(5):
+            key = EpisodeKey("A", SETTINGS[0], task, repeat)
+            write_record(tmp_path / "results", new_record(
+                key, success=rng.random() < 0.6, error=None, steps=10, seed=1,
+                perturbation_log={"config": spec.config(SETTINGS[0], task, repeat)}, spec_name="lm20",
+                spec_sha256=spec.sha256, backend="kinematic", started_at="t", finished_at="t", duration_s=1.0))
+
+    def report(chosen: list[str]) -> tuple[str, str, dict]:
+        out = tmp_path / "report.json"
+        args = [sys.executable, "-m", "reporting.cli", "--results-dir", str(tmp_path / "results"), "--spec", "lm20",
+                "--tasks", ",".join(chosen), "--export-json", str(out), "--export-md", str(tmp_path / "report.md")]
+        shown = subprocess.run(args, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "100"})
+        assert shown.returncode == 0, shown.stderr
+        return " ".join(shown.stdout.split()), (tmp_path / "report.md").read_text(), json.loads(out.read_text())
+
+    terminal, markdown, data = report(tasks[:4])
+    assert "fewer than 10 tasks: the over-tasks interval is approximate" in terminal
+    assert "fewer than 10 tasks: the over-tasks interval is approximate" in markdown
+    assert "on these tasks:" in terminal and "over tasks: the 95% interval for tasks like these" in terminal
+    assert data["per_policy"]["A"]["overall"]["over_tasks"]["approximate"] is True
+    assert re.search(r"A +\d+\.\d% \[[\d.]+–[\d.]+\] +≈\[", terminal), terminal
+    terminal, markdown, data = report(tasks)  # ten tasks: nothing approximate
+    assert "approximate" not in terminal and "fewer than 10 tasks" not in markdown
+    assert data["per_policy"]["A"]["overall"]["over_tasks"]["approximate"] is False
+
+
 def test_max_repeat_lowers_expected_and_paired_counts_match(tree):
     root, written = tree
     _, report = run_report(root, "--max-repeat", "3", "--include-all-tasks")
