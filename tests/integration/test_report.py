@@ -379,6 +379,9 @@ def test_html_report_renders_in_headless_chromium(tree, tmp_path):
     assert dom.index('aria-label="leaderboard"') < dom.index('aria-label="heatmap ')
     assert re.search(r"<title>[^<]+: \d+\.\d% success \(\d+/\d+ valid, n=\d+ done\)</title>", dom)
     assert "Problem records" in dom and "episode_19.json" in dom and "What to do" in dom
+    # The named intervals, which question each answers, and the few-tasks warning (3 tasks here).
+    assert "<th>on these tasks [95%]</th><th>over tasks [95%]</th>" in dom and "≈[" in dom
+    assert "the 95% interval for tasks like these" in dom and "fewer than 10 tasks" in dom
     assert load_spec("lm20").sha256 in dom and "Generated" in dom
     image = Image.open(shot).convert("RGB")
     pixels = list(image.get_flattened_data())
