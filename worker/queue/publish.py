@@ -145,8 +145,8 @@ def publish_ids(client: redis.Redis, spec_ref: str, spec_sha256: str, episode_id
 
     The only way rtbench puts an episode on the queue: the task id is the episode's fixed one
     and the ``enqueued:`` entry is written with it (with its counters), so that ``enqueue``
-    recognises the message. Each chunk is framed here (messages and ids are ASCII: their
-    length is their size) and sent on a second thread while this one builds the next chunk.
+    recognises the message. Each chunk is framed here (``_command``: redis-py's packer cost
+    more than building the message) and sent on a second thread while this one builds the next.
     An error of either is raised here; the chunks before it stay sent and noted, and running
     ``enqueue`` again sends the rest.
     """
@@ -194,8 +194,14 @@ def _reply(connection) -> object:
 
 
 def _command(parts: list[str]) -> bytes:
-    """A Redis command in the protocol's framing, for ASCII arguments (their length is their size)."""
-    return "".join([f"*{len(parts)}\r\n", *(f"${len(part)}\r\n{part}\r\n" for part in parts)]).encode("ascii")
+    """A Redis command in the protocol's framing. Messages and ids are ASCII, so a part's length
+    is its size and the command is framed as text; a non-ASCII part (a queue's name) is framed
+    by its bytes."""
+    text = "".join([f"*{len(parts)}\r\n", *(f"${len(part)}\r\n{part}\r\n" for part in parts)])
+    if text.isascii():
+        return text.encode("ascii")
+    encoded = [part.encode() for part in parts]
+    return b"".join([b"*%d\r\n" % len(encoded), *(b"$%d\r\n%b\r\n" % (len(part), part) for part in encoded)])
 
 
 def publish(client: redis.Redis, messages: Sequence[EpisodeMessage], *, queue: str, priority: int = 0) -> int:
