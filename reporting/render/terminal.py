@@ -1,9 +1,10 @@
 """The report in the terminal, designed for 80 columns.
 
 The narrow view (under ``WIDE_FROM`` columns, piped output included) shows what people compare:
-the success rate on these tasks with its 95% interval, the 95% interval over tasks like these
-(docs/statistics.md), done/expected and errors. ``--wide`` (or a terminal of ``WIDE_FROM``
-columns or more) adds the rate counting errors as failures, valid episodes, progress and the
+the success rate on these tasks with its 95% interval, done/expected and errors, and in the
+overall table the 95% interval over tasks like these (docs/statistics.md). ``--wide`` (or a
+terminal of ``WIDE_FROM`` columns or more) adds the over-tasks interval to the setting and
+dimension tables, the rate counting errors as failures, valid episodes, progress and the
 effective rate. Numbers never shrink: their columns are as wide
 as their widest cell, and only names fold onto a second line.
 """
@@ -41,14 +42,14 @@ WIDE_FROM = 150
 Column = tuple[str, Callable[[dict[str, Any]], str]]
 
 
-def _columns(report: Report, wide: bool) -> list[Column]:
+def _columns(report: Report, wide: bool, over_tasks_column: bool) -> list[Column]:
     rate: Column = ("on these tasks", on_these_tasks)
-    over: Column = ("over tasks", over_tasks)
+    over: list[Column] = [("over tasks", over_tasks)] if over_tasks_column else []
     done: Column = ("done/expected", done_of)
     errors: Column = ("errors", lambda s: f"{s['errors']:,}")
     if not wide:
-        return [rate, over, done, errors]
-    return [rate, over,
+        return [rate, *over, done, errors]
+    return [rate, *over,
             ("errors as failures", lambda s: rate_with_interval(s["success_rate_all"], s["success_rate_all_ci95"],
                                                                 s["completed"])),
             ("valid", lambda s: f"{s['valid']:,}"), done, ("progress", lambda s: percent(s["progress"])), errors,
@@ -56,8 +57,8 @@ def _columns(report: Report, wide: bool) -> list[Column]:
 
 
 def _stats_table(report: Report, title: str, key_column: str, rows: list[tuple[str, dict[str, Any]]],
-                 wide: bool) -> Table:
-    columns = _columns(report, wide)
+                 wide: bool, over_tasks_column: bool) -> Table:
+    columns = _columns(report, wide, over_tasks_column)
     cells = [[key, *(cell(stats) for _, cell in columns)] for key, stats in rows]
     return fill_table(new_table(title), [key_column, *(name for name, _ in columns)], cells)
 
@@ -102,22 +103,24 @@ def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | 
     if found:
         console.print(f"[yellow]{len(found)} kind(s) of problem records: listed at the end[/]")
     per_policy = report["per_policy"]
+    # The over-tasks interval: always in the overall table, in the narrow view not in the others
+    # (their names need the room), never for single tasks (one task says nothing about others).
     show(_stats_table(report, "overall", "policy",
-                               [(p, per_policy[p]["overall"]) for p in report["policies"]], wide))
+                      [(p, per_policy[p]["overall"]) for p in report["policies"]], wide, True))
     errors = report["global_error_types"]
     if errors:
         console.print("top errors: " + ", ".join(f"{k} x{v:,}" for k, v in list(errors.items())[:top_k]))
     for policy in report["policies"]:
         data = per_policy[policy]
         for dimension, values in data["per_dimension"].items():
-            show(_stats_table(report, f"{policy}: by {dimension}", dimension, list(values.items()), wide))
+            show(_stats_table(report, f"{policy}: by {dimension}", dimension, list(values.items()), wide, wide))
         show(_stats_table(report, f"{policy}: by setting", "setting",
-                                   [(s["setting_id"], s) for s in data["per_setting"]], wide))
+                          [(s["setting_id"], s) for s in data["per_setting"]], wide, wide))
         valid_tasks = [t for t in data["per_task"] if t["valid"]]
         worst = sorted(valid_tasks, key=lambda t: (t["success_rate"], -t["valid"], t["task"]))[:top_k]
         best = sorted(valid_tasks, key=lambda t: (-t["success_rate"], -t["valid"], t["task"]))[:top_k]
-        show(_stats_table(report, f"{policy}: worst tasks", "task", [(t["task"], t) for t in worst], wide))
-        show(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide))
+        show(_stats_table(report, f"{policy}: worst tasks", "task", [(t["task"], t) for t in worst], wide, False))
+        show(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide, False))
     if report["paired_comparisons"]:
         show(_paired_table(report, wide))
     console.print()
@@ -125,8 +128,8 @@ def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | 
     if any_approximate(report):
         console.print(f"[yellow]{escape(APPROXIMATE_EXPLAINED)}[/]")
     if not wide:
-        console.print("[dim]--wide (or a terminal of 150+ columns) adds the rate with errors as failures, valid, "
-                      "progress and the effective rate[/]")
+        console.print("[dim]--wide (or a terminal of 150+ columns) adds the over-tasks interval of each setting "
+                      "and dimension, the rate with errors as failures, valid, progress and the effective rate[/]")
     for problem in found:
         console.print()
         console.print(Text(problem.title, style="bold yellow"))
