@@ -13,6 +13,7 @@ Readers never raise on a bad file: ``read_record`` returns a ``RecordRead`` whos
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import write_bytes_atomic
 from benchmark.episodes import EpisodeKey, repeat_index_from_filename
 from benchmark.errors import InvalidNameError, RecordError
 from benchmark.failure_modes import RETRIED_LABELS
 from benchmark.record_schema import EpisodeRecord
-from benchmark.sync_journal import note_written
+from benchmark.settle import CONFLICTS, write_settled
+from benchmark.sync_journal import note_written, state_dir
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -88,21 +91,32 @@ def finished_at(record: Mapping[str, Any]) -> float:
 
 
 def preferred_record(a: bytes, b: bytes) -> bool:
-    """Whether record file ``a`` wins over ``b``, two versions of one episode (written on two
-    machines): a valid record beats an error (and an error an unreadable file), then the earlier
-    ``finished_at``, then the machine name, then the bytes, so that every machine settles the
-    same pair the same way."""
+    """Whether record file ``a`` wins over ``b``, two versions of one episode: a done record
+    beats one that is not (valid, then a deterministic error, then an infrastructure error,
+    then an unreadable file), then the earlier ``finished_at``, then the machine name, then the
+    bytes. A total order: every machine settles the same versions the same way, in any order."""
     return _rank(a) < _rank(b)
 
 
 def _rank(raw: bytes) -> tuple:
     read = parse_record(raw, "<conflict>")
     if read.status != OK:
-        return (2, float("inf"), "", raw)
+        return (3, float("inf"), "", raw)
     record = read.record
     worker = record.get("worker")
     machine = str(worker.get("machine", "")) if isinstance(worker, dict) else ""
-    return (0 if record.get("error") is None else 1, finished_at(record), machine, raw)
+    label = error_label(record.get("error"))
+    outcome = 0 if label is None else 2 if label in INFRASTRUCTURE_ERROR_LABELS else 1
+    return (outcome, finished_at(record), machine, raw)
+
+
+def record_machine(raw: bytes) -> str:
+    """The machine that wrote a record file (``unknown`` when it does not say): names a kept loser."""
+    try:
+        machine = json.loads(raw)["worker"]["machine"]
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+    return str(machine) if isinstance(machine, str) and machine.isprintable() and "/" not in machine else "unknown"
 
 
 def new_record(
@@ -175,6 +189,9 @@ def check_record(record: Mapping[str, Any]) -> EpisodeKey:
 def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_directory: bool = True) -> Path:
     """Write a record atomically to its place under ``results_dir``; returns the path.
 
+    A file that already holds another version of the episode (a pull brought it while this one
+    ran, or a re-delivered message ran twice) is settled by ``preferred_record``: the loser, new
+    or old, is kept under ``.rtbench/conflicts/`` (``benchmark.settle``), as the sync does.
     ``sync_directory=False``: the caller fsyncs the directory itself (``atomic.fsync_directory``).
     """
     key = check_record(record)
@@ -182,9 +199,22 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_dir
         data = json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise RecordError(f"record {key.id} is not JSON-serializable: {exc}") from None
-    written = write_bytes_atomic(key.result_path(results_dir), data, sync_directory=sync_directory)
-    note_written(results_dir, f"{key.id}.json")
-    return written
+    results = Path(results_dir)
+    relative = f"{key.id}.json"
+    settled = write_settled(key.result_path(results), data, prefer=preferred_record, relative=relative,
+                            conflicts_dir=conflicts_dir(results), who=record_machine, sync_directory=sync_directory)
+    if settled.kept is not None:
+        log.warning("episode %s: %s version kept as %s (the rule: a done record first, then the earlier "
+                    "finished_at)", key.id, "the older" if settled.written else "this", settled.kept)
+    note_written(results, relative)
+    return key.result_path(results)
+
+
+def conflicts_dir(results_dir: str | os.PathLike[str]) -> Path:
+    """Where losing versions of the results folder's files are kept: ``.rtbench/conflicts/<results>/``,
+    so that the path under it is the file's path in the clone when the folder is at its top."""
+    results = Path(os.path.abspath(results_dir))
+    return state_dir(results) / CONFLICTS / results.name
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,7 @@ from dataclasses import replace
 
 import click
 
-from benchmark.backends import available_backends, run_self_test
 from benchmark.cli_support import user_errors
-from benchmark.policies import check_policies_file
-from benchmark.policies.policies_file import PoliciesFile
-from benchmark.run_settings import check_device
-from worker.gpu import lease_gpu, pin, visible_gpus
 from worker.heartbeat import Heartbeat, start_heartbeat
 from worker.settings import Settings, SettingsError, queue_names, use
 
@@ -50,6 +45,14 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     ``sync``, this machine's results sync)."""
     if ctx.invoked_subcommand is not None:
         return
+    # Here, not at the top: `python -m worker sync --once` is a short process that needs none
+    # of them (numpy, the backends, the policies).
+    from benchmark.backends import available_backends, run_self_test
+    from benchmark.policies import check_policies_file
+    from benchmark.policies.policies_file import PoliciesFile
+    from benchmark.run_settings import check_device
+    from worker.gpu import lease_gpu, pin, visible_gpus
+
     # Read by billiard when Celery's worker modules are first imported (below): SIGTERM then
     # starts the cold shutdown (soft window, then requeue) instead of waiting for the episode.
     os.environ["REMAP_SIGTERM"] = "SIGQUIT"
@@ -134,7 +137,7 @@ def sync(once: bool, scan: bool, loglevel: str) -> None:
     use(settings)
     from worker.git_run import use_deploy_key
     from worker.sync import SyncError
-    from worker.sync_task import sync_once
+    from worker.sync_run import sync_once
 
     if settings.deploy_key_file is not None:
         use_deploy_key(settings.deploy_key_file)  # an unreadable key: exit 2, naming the variable

@@ -17,8 +17,16 @@ from benchmark.errors import BenchmarkError
 from benchmark.run_settings import SettingsError
 
 GIT_TIMEOUT_S = 600.0
-# A URL's user-info (user:password@ or token@): hidden in every message.
+# A URL's user-info (user:password@ or token@) and query string (?access_token=...): hidden in
+# every message.
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?]*)\?\S*", re.IGNORECASE)
+# What git says when the disk is full: in so many words, or as a failed write (which means a
+# full disk only when little space is left: a read-only folder says the same).
+_DISK_FULL = ("No space left on device", "Out of diskspace", "Disk quota exceeded")
+_WRITE_FAILED = ("unable to write", "write error", "short write", "failed to write", "could not write",
+                 "cannot write", "unable to create temporary file", "unable to create", "fast-import crash")
+LOW_SPACE = 16 << 20  # bytes: under this, a failed write is taken for a full disk
 # glibc's allocator gives memory back to the system after each object git compresses and takes
 # it again for the next: thousands of brk calls a cycle, 80% of `git fast-import`'s time for
 # 1,000 records here (0.25 s -> 0.05 s). A short-lived git process can keep what it took.
@@ -34,8 +42,27 @@ class SyncBusy(SyncError):
     """Another cycle holds this clone."""
 
 
+class DiskFull(SyncError):
+    """The clone's disk is full: nothing was lost, the next cycle after space is freed goes on."""
+
+
 def redact(text: str) -> str:
-    return _USERINFO.sub(r"\1***@", text)
+    return _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1***@", text))
+
+
+def free_bytes(path: Path) -> int:
+    """Space an unprivileged writer has left on ``path``'s filesystem."""
+    found = os.statvfs(path)
+    return found.f_bavail * found.f_frsize
+
+
+def says_disk_full(text: str, repo: Path) -> bool:
+    if any(sign in text for sign in _DISK_FULL):
+        return True
+    try:
+        return any(sign in text for sign in _WRITE_FAILED) and free_bytes(repo) < LOW_SPACE
+    except OSError:
+        return False
 
 
 class GitFailed(SyncError):
@@ -47,9 +74,12 @@ class GitFailed(SyncError):
         super().__init__(f"git {args[0]} failed ({returncode}): {last}")
 
 
-def git(repo: Path, *args: str, data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_LITERAL_PATHSPECS": "1",
-           "LC_ALL": "C", **_MALLOC}
+def git(repo: Path, *args: str, data: bytes | None = None, check: bool = True,
+        pathspec_magic: bool = False) -> subprocess.CompletedProcess:
+    """Run git in ``repo``. Paths are literal unless ``pathspec_magic`` (``:(exclude)...``).
+    A failure that says the disk is full raises ``DiskFull`` whether or not ``check``."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true",
+           "GIT_LITERAL_PATHSPECS": "0" if pathspec_magic else "1", "LC_ALL": "C", **_MALLOC}
     # Never wait for a password or a host-key prompt: fail, and say so.
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     try:
@@ -57,8 +87,13 @@ def git(repo: Path, *args: str, data: bytes | None = None, check: bool = True) -
                                 timeout=GIT_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise SyncError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s (network?)") from None
-    if check and result.returncode != 0:
-        raise GitFailed(args, result.returncode, redact(result.stderr.decode(errors="replace")))
+    if result.returncode != 0:
+        stderr = redact(result.stderr.decode(errors="replace"))
+        if says_disk_full(stderr, repo):
+            raise DiskFull(f"the disk of {repo} is full (git {args[0]}: {last_line(stderr)}); free space: "
+                           "nothing is lost, the next cycle goes on")
+        if check:
+            raise GitFailed(args, result.returncode, stderr)
     return result
 
 

@@ -77,6 +77,9 @@ class Settings(RunSettings):
     sync_interval_s: float = field(default=600.0, metadata={"env": "sync_interval"})
     sync_paths: tuple[str, ...] = ()
     sync_pushes_per_minute: int = 4
+    # A cycle does not start with less free space than this on the clone's disk (MiB): records
+    # need the room more than git does.
+    sync_min_free_mb: int = 64
     # Rewritten while the worker is alive, for the container health check (worker/heartbeat.py).
     heartbeat_file: Path | None = None
     # The results sync's ssh key (a compose secret); None: git's own ssh configuration.
@@ -139,6 +142,8 @@ class Settings(RunSettings):
             values["sync_paths"] = _comma_list(value)
         if (value := read(env, "SYNC_PUSHES_PER_MINUTE")) is not None:
             values["sync_pushes_per_minute"] = number("RTBENCH_SYNC_PUSHES_PER_MINUTE", value, int, 1)
+        if (value := read(env, "SYNC_MIN_FREE_MB")) is not None:
+            values["sync_min_free_mb"] = number("RTBENCH_SYNC_MIN_FREE_MB", value, int, 0)
         return values
 
     @property

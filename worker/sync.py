@@ -1,29 +1,31 @@
 """One results-sync cycle for the git clone that holds the results folder.
 
-    stage -> commit -> fetch + rebase (conflicts settled by the record rule) -> push
+    known state -> fetch -> pull (settled by the rule) -> commit -> push -> move the branch
 
-- **Stage** exactly the records written since the last cycle: the journal that
-  ``benchmark.results.write_record`` appends to (``benchmark.sync_journal``), plus the extra
-  paths (``RTBENCH_SYNC_PATHS``, e.g. ``reports/``); ``scan=True`` also finds record files the
-  journal missed. Never a whole-tree ``git add -A``.
-- **Commit** once: ``results: <machine> +N episodes (<policies>)``, authored by the machine.
-  The journal's parts are deleted only when the cycle finished; after a failure the next cycle
-  reads them again (their records, committed already, add nothing new) and pushes the commit.
-- **Rebase** on the remote branch. The same episode written on two machines is settled by
-  ``benchmark.results.preferred_record``, identically everywhere; the losing file is kept under
-  ``.rtbench/conflicts/``.
-- **Push**, never forced. A rejected push fetches, rebases and tries again with jittered
-  backoff, a bounded number of times; no push slot in the fleet's budget leaves the commit
-  for the next cycle.
+- **Known state** first (``sync_clone``): enough free space, no stale git lock (removed only when
+  no git runs in the clone), leftovers of a killed cycle removed, an interrupted branch move
+  finished (``sync_tree``), nobody's rebase or merge in progress, HEAD on a branch, and after
+  the fetch nothing in the clone that the sync did not make. Otherwise one line says what to do.
+- **Pull**: the branch moves to the remote's head, the work tree following file by file; a
+  record written here since meets the remote's version under ``preferred_record``, the loser
+  kept under ``.rtbench/conflicts/``. No rebase, no checkout, no reset, ever.
+- **Commit** the journal's records (``benchmark.sync_journal``) and the changed extra paths
+  (``RTBENCH_SYNC_PATHS``, e.g. ``reports/``) that differ from the branch, as one commit on it
+  at a private ref (``sync_commit``); ``scan=True`` also finds records the journal missed.
+  Files that are not valid JSON or hold conflict markers are reported, never committed.
+- **Push**, never forced. Only then does the branch move to the commit. A push that another
+  machine beat pulls and tries again with jittered backoff, a bounded number of times, without
+  taking another slot of the fleet's push budget; no slot leaves the records for the next cycle.
+- **Journal**: a line is dropped only when the remote holds its record, by path and blob id.
 
-Any failure leaves the clone clean (no rebase in progress) and raises ``SyncError`` with one
-line that names what to do; credentials never appear in it.
+A kill -9 at any moment leaves the branch at a commit that holds everything it held before, and
+every record in the work tree and the journal. Failures raise ``SyncError`` with one line that
+names what to do (``DiskFull`` for a full disk); credentials never appear in it.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import random
@@ -32,13 +34,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from benchmark.results import is_record_file_name, preferred_record
-from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part
+from benchmark.atomic import write_bytes_atomic
+from benchmark.results import is_record_file_name
+from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part, state_dir
 from worker.git_run import SyncBusy, SyncError, git, last_line, redact, rev
-from worker.sync_commit import commit_records
+from worker.sync_clone import RUNNING, check_ownership, check_space, check_state, settle_leftovers
+from worker.sync_commit import build_commit, changes_against, extra_changes
 from worker.sync_target import SyncTarget
+from worker.sync_tree import advance, finish_interrupted, read_blob_ids, tree_blobs
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +53,29 @@ PENDING = f"{JOURNAL_NAME}.pending"
 # What a push says when another machine pushed first (or at the same moment): fetch and retry.
 _PUSH_RACES = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
                "incorrect old value")
+# A push URL that cannot be reached (not a refusal of the push itself).
+_UNREACHABLE = ("Could not resolve host", "unable to access", "Connection refused", "Could not read from remote",
+                "does not appear to be a git repository", "timed out", "Network is unreachable",
+                "No route to host", "unable to connect", "Connection reset", "Host key verification failed",
+                "Permission denied (publickey")
+_PROTECTED = ("protected", "[remote rejected]", "hook declined", "denied", "not allowed")
 _TOKEN_USERS = ("x-access-token", "oauth2", "oauth", "gitlab-ci-token")
 _TOKEN_PREFIXES = ("ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-")
+_SECRET_PARAMS = ("token", "key", "secret", "password", "passwd", "auth", "sig", "credential")
 
 
 @dataclass
 class CycleResult:
     machine: str
-    committed: int = 0  # record files in this cycle's commit
+    committed: int = 0  # record files in this cycle's pushed commit
     policies: list[str] = field(default_factory=list)
-    head: str | None = None  # the commit the remote branch points at after the push
+    head: str | None = None  # the commit the remote branch points at, as far as this cycle saw
     pushed: bool = False
     deferred: str | None = None  # why the push waits for a later cycle
     pulled: list[str] = field(default_factory=list)  # record paths (repo-relative) other machines added
     conflicts: list[str] = field(default_factory=list)  # where the losing files were kept
+    rejected: list[str] = field(default_factory=list)  # "path (why)": files never committed
+    waiting: int = 0  # journal lines whose record the remote does not hold yet
     push_attempts: int = 0
 
     def line(self) -> str:
@@ -76,21 +90,31 @@ class CycleResult:
         else:
             parts.append("nothing to push")
         parts.append(f"pulled {len(self.pulled)} record(s)")
+        if self.waiting:
+            parts.append(f"{self.waiting} waiting")
         if self.conflicts:
-            parts.append(f"{len(self.conflicts)} conflict(s), losers kept: {', '.join(self.conflicts)}")
+            parts.append(f"{len(self.conflicts)} conflict(s), losers kept: {', '.join(self.conflicts[:3])}"
+                         + (" ..." if len(self.conflicts) > 3 else ""))
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} file(s) not committed: {', '.join(self.rejected[:3])}"
+                         + (" ..." if len(self.rejected) > 3 else ""))
         return "; ".join(parts)
 
 
 def check_remote_url(url: str, remote: str) -> None:
-    """Refuse a remote URL that carries a credential: it would end up in logs and process lists."""
+    """Refuse a remote URL that carries a credential (in its user-info or its query string): it
+    would end up in logs and process lists."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.username is None:
+    if parts.scheme not in ("http", "https"):
         return
-    user = parts.username
-    if parts.password is not None or user in _TOKEN_USERS or user.startswith(_TOKEN_PREFIXES) or len(user) >= 20:
+    user = parts.username or ""
+    secret_query = any(any(word in name.lower() for word in _SECRET_PARAMS)
+                       for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if (secret_query or parts.password is not None or user in _TOKEN_USERS or user.startswith(_TOKEN_PREFIXES)
+            or len(user) >= 20):
         raise SyncError(f"remote {remote!r} URL {redact(url)} carries a credential: remove it (git remote set-url "
-                        f"{remote} {parts.scheme}://{parts.hostname}{parts.path}) and use an ssh deploy key "
-                        "(GIT_SSH_COMMAND) or a git credential helper")
+                        f"[--push] {remote} {parts.scheme}://{parts.hostname}{parts.path}) and use an ssh deploy "
+                        "key (GIT_SSH_COMMAND) or a git credential helper")
 
 
 @contextmanager
@@ -110,17 +134,8 @@ def cycle_lock(target: SyncTarget, wait_s: float) -> Iterator[None]:
         yield
 
 
-def prepare_clone(target: SyncTarget) -> None:
-    """Settle what a killed cycle left, and configure the clone for many small files (once)."""
-    if _rebase_in_progress(target):
-        log.warning("sync %s: a rebase was left in progress (a cycle was killed); aborting it", target.machine)
-        git(target.repo, "rebase", "--abort", check=False)
-    index_lock = target.git_dir / "index.lock"
-    if index_lock.exists() and time.time() - index_lock.stat().st_mtime > 60:
-        # We hold the clone's sync lock and only the sync process runs git here: a lock this old
-        # was left by a killed git.
-        log.warning("sync %s: removing a stale %s", target.machine, index_lock)
-        index_lock.unlink(missing_ok=True)
+def configure_clone(target: SyncTarget) -> None:
+    """Configure the clone for many small files (once)."""
     if git(target.repo, "config", "--get", "rtbench.configured", check=False).returncode != 0:
         # Index v4 (prefix-compressed paths), the untracked cache, a split index (an index write
         # costs what changed, not the 100,000 entries) and commit graphs.
@@ -131,24 +146,43 @@ def prepare_clone(target: SyncTarget) -> None:
         git(target.repo, "update-index", "--index-version", "4")
 
 
+def check_remote_urls(target: SyncTarget) -> None:
+    """The remote exists, and neither its URL nor its push URL carries a credential."""
+    url = git(target.repo, "remote", "get-url", target.remote, check=False)
+    if url.returncode != 0:
+        raise SyncError(f"{target.repo} has no remote {target.remote!r}; add it (git remote add ...)")
+    check_remote_url(url.stdout.decode().strip(), target.remote)
+    push_url = git(target.repo, "remote", "get-url", "--push", target.remote, check=False).stdout.decode().strip()
+    if push_url:
+        check_remote_url(push_url, target.remote)
+
+
 def take_journal(target: SyncTarget) -> list[Path]:
-    """Move the live journal aside (writers start a new one) and return every part not yet committed."""
+    """Move the live journal aside (writers start a new one) and return every part not yet pushed."""
     live = journal_path(target.results_dir)
     with suppress(FileNotFoundError):
         os.rename(live, live.with_name(f"{PENDING}.{time.time_ns()}.{os.getpid()}"))
     return sorted(target.state.glob(f"{PENDING}.*"))
 
 
-def journal_records(target: SyncTarget, parts: list[Path]) -> list[str]:
-    """Repo-relative paths of the journal's records that exist (a deleted one has nothing to stage)."""
+def journal_lines(parts: list[Path]) -> list[str]:
+    """The paths (relative to the results folder) the parts name, once each, safe ones only."""
     seen: dict[str, None] = {}
     for part in parts:
         for line in read_part(part):
             if line and not line.startswith("/") and ".." not in line.split("/"):
                 seen[line] = None
-    prefix = target.relative(target.results_dir)
-    return [f"{prefix}/{line}" if prefix != "." else line for line in seen
-            if (target.results_dir / line).is_file()]
+    return list(seen)
+
+
+def waiting_records(results_dir: Path) -> int:
+    """Records written and not yet known to be on the remote: the journal and its parts."""
+    state = state_dir(results_dir)
+    count = 0
+    for part in [journal_path(results_dir), *state.glob(f"{PENDING}.*")]:
+        with suppress(FileNotFoundError), open(part, "rb") as handle:
+            count += sum(1 for line in handle if line.strip())
+    return count
 
 
 def scanned_records(target: SyncTarget) -> list[str]:
@@ -160,70 +194,115 @@ def scanned_records(target: SyncTarget) -> list[str]:
 
 def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[[], bool] = lambda: True,
               wait_s: float = 0.0) -> CycleResult:
-    """One cycle; raises ``SyncBusy`` when another holds the clone, ``SyncError`` when it cannot finish."""
+    """One cycle; raises ``SyncBusy`` when another holds the clone, ``SyncError`` when it cannot finish
+    (``DiskFull`` for a full disk). Whatever stops it, the branch is where it was or further, and
+    every record is in the work tree and in the journal until the remote holds it."""
     result = CycleResult(target.machine)
     with cycle_lock(target, wait_s):
-        prepare_clone(target)
-        branch = git(target.repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.decode().strip()
-        if not branch:
-            raise SyncError(f"{target.repo} is not on a branch (detached HEAD); check out the results branch")
-        url = git(target.repo, "remote", "get-url", target.remote, check=False)
-        if url.returncode != 0:
-            raise SyncError(f"{target.repo} has no remote {target.remote!r}; add it (git remote add ...)")
-        check_remote_url(url.stdout.decode().strip(), target.remote)
+        check_space(target)
+        settle_leftovers(target)
+        running = target.state / RUNNING
+        running.touch()  # removed when the cycle finishes: its presence says the last one did not
+        branch = check_state(target)
+        finish_interrupted(target, branch)
+        configure_clone(target)
+        check_remote_urls(target)
         parts = take_journal(target)
-        paths = journal_records(target, parts)
+        tracking = f"refs/remotes/{target.remote}/{branch}"
+        remote_head = _fetch(target, branch, tracking)
+        check_ownership(target, branch, remote_head)
+        _pull(target, branch, remote_head, result)
+        paths = [target.relative(target.results_dir / line) for line in journal_lines(parts)]
         if scan:
             paths = list(dict.fromkeys(paths + scanned_records(target)))
-        result.committed, result.policies = commit_records(target, branch, paths)
-        tracking = f"refs/remotes/{target.remote}/{branch}"
-        before = rev(target.repo, tracking)
-        try:
-            fetched = _exchange(target, branch, tracking, result, push_allowed)
-        finally:
-            _abort_rebase(target)
-        # Finished: the journal's records are pushed (or wait in a commit for the push budget).
-        # A cycle that failed kept its parts; the next one finds their records committed already.
-        for part in parts:
-            part.unlink(missing_ok=True)
-        if fetched and fetched != before:  # what the remote had gained before our push: others' work
-            result.pulled = _changed(target, before, fetched)
+        extras, deleted = extra_changes(target)
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            head = rev(target.repo, "HEAD")
+            changes = changes_against(target, head, paths + extras, deleted)
+            result.rejected = changes.rejected
+            if not changes.files and not changes.deleted:
+                break
+            records = changes.records(target)
+            if attempt == 1 and not push_allowed():  # races lost later do not take another slot
+                result.deferred = "the fleet's push budget for this minute is spent"
+                break
+            commit = build_commit(target, head, changes)
+            result.push_attempts = attempt
+            if _push(target, branch, commit):
+                git(target.repo, "update-ref", tracking, commit)
+                advance(target, branch, head, commit)
+                result.pushed, result.head = True, commit
+                result.committed, result.policies = len(records), _policies(target, records)
+                remote_head = commit
+                break
+            delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
+            log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
+            time.sleep(delay)
+            remote_head = _fetch(target, branch, tracking)
+            _pull(target, branch, remote_head, result)
+        else:
+            raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy "
+                            "remote); the records stay here and the next cycle pushes them")
+        result.head = result.head or remote_head
+        result.waiting = _keep_unpushed(target, parts, remote_head)
+        running.unlink(missing_ok=True)
     return result
 
 
-def _exchange(target: SyncTarget, branch: str, tracking: str, result: CycleResult,
-              push_allowed: Callable[[], bool]) -> str | None:
-    """Fetch, rebase and push until the remote holds our commits, a bounded number of times.
-    Returns the remote head last fetched (what our commits now sit on)."""
-    for attempt in range(1, PUSH_ATTEMPTS + 1):
-        remote_head = _fetch(target, branch, tracking)
-        if remote_head is not None and not _is_ancestor(target, remote_head, "HEAD"):
-            _rebase(target, tracking, result)  # (a rebase with nothing to move still reads the whole tree)
-        head = rev(target.repo, "HEAD")
-        if head == remote_head:
-            result.head = head
-            return remote_head
-        if not push_allowed():
-            result.deferred = "the fleet's push budget for this minute is spent"
-            return remote_head
-        result.push_attempts = attempt
-        # No delta search: records are small and the search costs more than it saves.
-        pushed = git(target.repo, "-c", "pack.window=0", "push", "--porcelain", target.remote,
-                      f"HEAD:refs/heads/{branch}", check=False)
-        if pushed.returncode == 0:
-            git(target.repo, "update-ref", tracking, "HEAD")
-            result.pushed, result.head = True, head
-            return remote_head
-        text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
-        if not any(race in text for race in _PUSH_RACES):
-            why = next((line.strip() for line in text.splitlines() if "rejected" in line), last_line(text))
-            raise SyncError(f"push to {target.remote} refused: {why}; if the branch is protected, allow this "
-                            "machine's deploy key to push to it (never force)")
-        delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
-        log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
-        time.sleep(delay)
-    raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy remote); "
-                    "the commit stays local and the next cycle pushes it")
+def _pull(target: SyncTarget, branch: str, remote_head: str | None, result: CycleResult) -> None:
+    """Bring the branch, the work tree and the index to the remote's head (others' records)."""
+    head = rev(target.repo, "HEAD")
+    if remote_head is None or remote_head == head:
+        return
+    followed = advance(target, branch, head, remote_head)
+    result.pulled += followed.pulled
+    result.conflicts += followed.conflicts
+
+
+def _push(target: SyncTarget, branch: str, commit: str) -> bool:
+    """Push ``commit`` to the branch, never forced: True when the remote took it, False when
+    another machine pushed first; any other refusal raises, saying which it is."""
+    # No delta search: records are small and the search costs more than it saves.
+    pushed = git(target.repo, "-c", "pack.window=0", "push", "--porcelain", target.remote,
+                 f"{commit}:refs/heads/{branch}", check=False)
+    if pushed.returncode == 0:
+        return True
+    text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
+    if any(race in text for race in _PUSH_RACES):
+        return False
+    if any(sign in text for sign in _UNREACHABLE):
+        raise SyncError(f"cannot reach the push URL of remote {target.remote!r}: {last_line(text)}; the records "
+                        "stay here and the next cycle pushes them")
+    why = next((line.strip() for line in text.splitlines() if "rejected" in line or "denied" in line
+                or "declined" in line), last_line(text))
+    if any(sign in text for sign in _PROTECTED):
+        raise SyncError(f"push to {target.remote} refused: {why}; if the branch is protected, allow this "
+                        "machine's deploy key to push to it (never force)")
+    raise SyncError(f"push to {target.remote} failed: {why}; the records stay here and the next cycle tries again")
+
+
+def _keep_unpushed(target: SyncTarget, parts: list[Path], remote_head: str | None) -> int:
+    """Drop the journal's parts, carrying over in one new part every line whose record the
+    remote does not hold (checked by path and blob id). Returns how many lines wait."""
+    lines = journal_lines(parts)
+    paths = [target.relative(target.results_dir / line) for line in lines]
+    on_remote = tree_blobs(target, remote_head, paths)
+    here = read_blob_ids(target, paths)
+    waiting = [line for line, path in zip(lines, paths, strict=True)
+               if path in here and on_remote.get(path) != here[path]]
+    if waiting:
+        carried = target.state / f"{PENDING}.{time.time_ns()}.{os.getpid()}"
+        write_bytes_atomic(carried, "".join(f"{line}\n" for line in waiting).encode())
+    for part in parts:
+        if not waiting or part.name != carried.name:
+            part.unlink(missing_ok=True)
+    return len(waiting)
+
+
+def _policies(target: SyncTarget, records: list[str]) -> list[str]:
+    results = target.relative(target.results_dir)
+    skip = len(results.split("/")) if results != "." else 0
+    return sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
 
 
 def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:
@@ -240,89 +319,3 @@ def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:
                     "and the next cycle pushes them")
 
 
-def _identity(target: SyncTarget) -> tuple[str, ...]:
-    """The machine as committer of rebased commits (a fresh machine may have no git identity)."""
-    return ("-c", f"user.name=rtbench {target.machine}", "-c", f"user.email=rtbench@{target.machine}")
-
-
-def _is_ancestor(target: SyncTarget, ancestor: str, descendant: str) -> bool:
-    return git(target.repo, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
-
-
-def _rebase(target: SyncTarget, onto: str, result: CycleResult) -> None:
-    """Rebase our commits on the remote's, settling each conflicting record by the rule."""
-    rebased = git(target.repo, *_identity(target), "rebase", "--quiet", "--autostash", onto, check=False)
-    for _ in range(1000):  # one round per conflicting commit of ours
-        if rebased.returncode == 0 and not _rebase_in_progress(target):
-            return
-        conflicted = [p for p in git(target.repo, "diff", "--name-only", "--diff-filter=U", "-z")
-                      .stdout.decode().split("\0") if p]
-        if not conflicted:
-            if _rebase_in_progress(target):  # this commit became empty: what it added is upstream
-                rebased = git(target.repo, *_identity(target), "rebase", "--skip", check=False)
-                continue
-            raise SyncError(f"rebase on {onto} failed: {last_line(redact(rebased.stderr.decode(errors='replace')))}")
-        for path in conflicted:
-            result.conflicts.append(_settle(target, path))
-        git(target.repo, "add", "--", *conflicted)
-        rebased = git(target.repo, *_identity(target), "rebase", "--continue", check=False)
-        if rebased.returncode != 0 and "nothing to commit" in rebased.stdout.decode() + rebased.stderr.decode():
-            rebased = git(target.repo, *_identity(target), "rebase", "--skip", check=False)
-    raise SyncError("rebase did not finish after 1000 rounds")
-
-
-def _settle(target: SyncTarget, path: str) -> str:
-    """Write the preferred version of a conflicting file; keep the other under .rtbench/conflicts/.
-    In a rebase, stage 2 is the remote's version and stage 3 ours."""
-    theirs, ours = _stage(target, path, 2), _stage(target, path, 3)
-    if theirs is not None and ours is not None and is_record_file_name(path.rsplit("/", 1)[-1]):
-        keep_ours = preferred_record(ours, theirs)
-    else:  # a file only one side still has, or another file (a report): the remote's stands
-        keep_ours = theirs is None
-    winner, loser = (ours, theirs) if keep_ours else (theirs, ours)
-    full = target.repo / path
-    if loser is None:
-        description = f"{path} (kept; the other side deleted it)"
-    else:
-        kept = target.state / "conflicts" / f"{path}.{_machine_of(loser)}.{time.time_ns()}"
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        kept.write_bytes(loser)
-        description = kept.relative_to(target.state).as_posix()
-    if winner is None:
-        full.unlink(missing_ok=True)
-    else:
-        full.parent.mkdir(parents=True, exist_ok=True)
-        full.write_bytes(winner)
-    return description
-
-
-def _machine_of(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw)["worker"]["machine"])
-    except (ValueError, KeyError, TypeError):
-        return "unknown"
-
-
-def _stage(target: SyncTarget, path: str, stage: int) -> bytes | None:
-    shown = git(target.repo, "show", f":{stage}:{path}", check=False)
-    return shown.stdout if shown.returncode == 0 else None
-
-
-def _rebase_in_progress(target: SyncTarget) -> bool:
-    return (target.git_dir / "rebase-merge").exists() or (target.git_dir / "rebase-apply").exists()
-
-
-def _abort_rebase(target: SyncTarget) -> None:
-    if _rebase_in_progress(target):
-        git(target.repo, "rebase", "--abort", check=False)
-
-
-def _changed(target: SyncTarget, old: str | None, new: str) -> list[str]:
-    """Record files added or modified between two commits (every record of ``new`` if ``old`` is None)."""
-    results = target.relative(target.results_dir)
-    if old is None:
-        listed = git(target.repo, "ls-tree", "-r", "-z", "--name-only", new, results).stdout
-    else:
-        listed = git(target.repo, "diff", "--name-only", "-z", "--no-renames", "--diff-filter=AM", old, new, "--",
-                      results).stdout
-    return [p for p in listed.decode().split("\0") if p and is_record_file_name(p.rsplit("/", 1)[-1])]

@@ -1,80 +1,116 @@
-"""The commit of a sync cycle: the records that differ from the index, as one pack.
+"""The commit a sync cycle pushes: the branch's head plus the owned files that differ from it.
 
 ``git add`` and ``git commit`` write a loose object per file and per folder, which on many
 filesystems costs more than the rest of the cycle; ``git fast-import`` writes them as one pack.
-The index is then told the committed blobs, so the work tree reads as clean, and what the user
-staged by hand is left alone.
+The commit goes to a private ref (``refs/rtbench/outgoing``), never to the branch: the branch
+moves only once the remote holds the commit (``sync_tree.advance``), so a kill at any moment
+leaves the branch where it was and every record in the work tree.
+
+A file is committed only if it reads as what it claims to be: a ``.json`` file of the results
+or the reports must parse, a record must be a record, and nothing may hold conflict markers.
+The others are reported, left in place and in the journal.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import re
 import time
+from dataclasses import dataclass, field
 
-from worker.git_run import git, rev
+from benchmark.results import OK, UNSUPPORTED, is_record_file_name, parse_record
+from worker.git_run import git
 from worker.sync_target import SyncTarget
+from worker.sync_tree import blob_id, tree_blobs
+
+OUTGOING = "refs/rtbench/outgoing"
+_MARKERS = re.compile(rb"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
 
 
-def commit_records(target: SyncTarget, branch: str, paths: list[str]) -> tuple[int, list[str]]:
-    """One commit of the records (and the changed extra paths) that differ from HEAD, written by
-    ``git fast-import`` as one pack: ``git add`` and ``git commit`` would write a loose object
-    per file and per folder, which on many filesystems costs more than everything else of the
-    cycle. The index is then told the committed blobs, so the work tree reads as clean. What the
-    user staged by hand is left alone. Returns the number of record files committed and their
-    policies."""
+@dataclass
+class Changes:
+    """What differs from the branch's head, ready to commit."""
+
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # path -> (bytes, blob id)
+    deleted: list[str] = field(default_factory=list)  # extra-path files deleted here
+    rejected: list[str] = field(default_factory=list)  # "path (why)": never committed
+    current: dict[str, str] = field(default_factory=dict)  # path -> blob id in the work tree
+
+    def records(self, target: SyncTarget) -> list[str]:
+        results = target.relative(target.results_dir)
+        return [p for p in self.files if (results == "." or p.startswith(f"{results}/"))
+                and is_record_file_name(p.rsplit("/", 1)[-1])]
+
+
+def extra_changes(target: SyncTarget) -> tuple[list[str], list[str]]:
+    """Files of the extra paths (reports) that are new or modified, and those deleted."""
     extras = [target.relative(p) for p in target.extra_paths if p.exists()]
-    deleted: list[str] = []
-    if extras:
-        listed = git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--", *extras)
-        paths = paths + [p for p in listed.stdout.decode().split("\0") if p]
-        deleted = [p for p in git(target.repo, "ls-files", "-z", "--deleted", "--", *extras).stdout.decode()
-                   .split("\0") if p]
-    known = _indexed_blobs(target, paths)
-    algorithm = target.object_format
-    changed: dict[str, tuple[bytes, str]] = {}
+    if not extras:
+        return [], []
+    listed = git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--", *extras)
+    deleted = git(target.repo, "ls-files", "-z", "--deleted", "--", *extras).stdout.decode().split("\0")
+    return [p for p in listed.stdout.decode().split("\0") if p], [p for p in deleted if p]
+
+
+def changes_against(target: SyncTarget, head: str | None, paths: list[str], deleted: list[str]) -> Changes:
+    """The files among ``paths`` whose work-tree bytes differ from ``head``, checked."""
+    changes = Changes()
+    known = tree_blobs(target, head, paths + deleted)
     for path in dict.fromkeys(paths):
         try:
             data = (target.repo / path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
-        blob = hashlib.new(algorithm, b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
-        if known.get(path) != blob:
-            changed[path] = (data, blob)
-    if not changed and not deleted:
-        return 0, []
+        blob = blob_id(target, data)
+        changes.current[path] = blob
+        if known.get(path) == blob:
+            continue
+        problem = _problem(path, data)
+        if problem:
+            changes.rejected.append(f"{path} ({problem})")
+        else:
+            changes.files[path] = (data, blob)
+    changes.deleted = [p for p in deleted if p in known and not (target.repo / p).exists()]
+    return changes
+
+
+def _problem(path: str, data: bytes) -> str | None:
+    """Why a file must not be committed, or None."""
+    if _MARKERS.search(data):
+        return "holds conflict markers"
+    name = path.rsplit("/", 1)[-1]
+    if is_record_file_name(name):
+        read = parse_record(data, path)
+        if read.status not in (OK, UNSUPPORTED):
+            return read.problem or read.status
+    elif name.endswith(".json"):
+        try:
+            json.loads(data)
+        except ValueError:
+            return "not valid JSON"
+    return None
+
+
+def build_commit(target: SyncTarget, parent: str | None, changes: Changes) -> str:
+    """One commit of ``changes`` on ``parent`` at ``OUTGOING``; returns its id."""
+    records = changes.records(target)
     results = target.relative(target.results_dir)
     skip = len(results.split("/")) if results != "." else 0
-    records = [p for p in changed if results == "." or p.startswith(f"{results}/")]
     policies = sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
     message = f"results: {target.machine} +{len(records)} episodes ({', '.join(policies) or 'no records'})"
-    parent = rev(target.repo, "HEAD")
-    now = int(time.time())
-    who = f"rtbench {target.machine} <rtbench@{target.machine}> {now} +0000"
-    stream = [b"feature done\n", f"commit refs/heads/{branch}\nauthor {who}\ncommitter {who}\n".encode(),
+    who = f"rtbench {target.machine} <rtbench@{target.machine}> {int(time.time())} +0000"
+    stream = [b"feature done\n", f"reset {OUTGOING}\n".encode(),
+              f"commit {OUTGOING}\nauthor {who}\ncommitter {who}\n".encode(),
               b"data %d\n" % len(message.encode()), message.encode(), b"\n"]
     if parent:
         stream.append(f"from {parent}\n".encode())
-    for path, (data, _) in changed.items():
+    for path, (data, _) in changes.files.items():
         stream += [f"M 100644 inline {_quoted(path)}\n".encode(), b"data %d\n" % len(data), data, b"\n"]
-    stream += [f"D {_quoted(path)}\n".encode() for path in deleted]
+    stream += [f"D {_quoted(path)}\n".encode() for path in changes.deleted]
     stream.append(b"done\n")
-    git(target.repo, "fast-import", "--quiet", data=b"".join(stream))
-    index = [f"100644 {blob}\t{path}" for path, (_, blob) in changed.items()]
-    null = "0" * (64 if algorithm == "sha256" else 40)
-    index += [f"0 {null}\t{path}" for path in deleted]
-    git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
-    return len(records), policies
-
-
-def _indexed_blobs(target: SyncTarget, paths: list[str]) -> dict[str, str]:
-    """The blob ids the index holds for these paths (what HEAD has, unless a cycle was cut short)."""
-    found: dict[str, str] = {}
-    for start in range(0, len(paths), 2000):
-        listed = git(target.repo, "ls-files", "-z", "--stage", "--", *paths[start:start + 2000]).stdout.decode()
-        for entry in filter(None, listed.split("\0")):
-            info, path = entry.split("\t", 1)
-            found[path] = info.split()[1]
-    return found
+    # --force: OUTGOING is ours alone and holds the last attempt, which may not be an ancestor.
+    git(target.repo, "fast-import", "--quiet", "--force", data=b"".join(stream))
+    return git(target.repo, "rev-parse", "--verify", OUTGOING).stdout.decode().strip()
 
 
 def _quoted(path: str) -> str:
@@ -82,5 +118,3 @@ def _quoted(path: str) -> str:
     if any(c in path for c in '"\\\n') or path.startswith('"'):
         return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return path
-
-

@@ -21,10 +21,14 @@ class SyncTarget:
     remote: str = "origin"
     git_dir: Path = Path(".git")  # absolute (a worktree's own one in a linked worktree)
     object_format: str = "sha1"  # or sha256: how blob ids are computed
+    min_free: int = 64 << 20  # bytes free on the clone's disk below which a cycle does not start
 
     @classmethod
-    def find(cls, results_dir: Path, machine: str, extra_paths: tuple[str, ...] = ()) -> SyncTarget:
-        results = Path(os.path.abspath(results_dir))
+    def find(cls, results_dir: Path, machine: str, extra_paths: tuple[str, ...] = (),
+             min_free: int = 64 << 20) -> SyncTarget:
+        # The real path: git names the clone by it, and a results folder reached through a
+        # symlink must lie inside that name.
+        results = Path(os.path.realpath(results_dir))
         if not results.is_dir():
             raise SyncError(f"results folder {results} does not exist; set RTBENCH_RESULTS_DIR to a folder "
                             "inside a clone of the results repository")
@@ -37,15 +41,29 @@ class SyncTarget:
         repo = Path(top)
         extras = []
         for extra in extra_paths:
-            path = Path(os.path.abspath(repo / extra))
+            path = Path(os.path.realpath(repo / extra))
             if repo not in path.parents and path != repo:
                 raise SyncError(f"RTBENCH_SYNC_PATHS: {extra} is outside the clone {repo}")
             extras.append(path)
-        return cls(results, repo, machine, tuple(extras), git_dir=Path(git_dir), object_format=object_format)
+        return cls(results, repo, machine, tuple(extras), git_dir=Path(git_dir), object_format=object_format,
+                   min_free=min_free)
 
     @property
     def state(self) -> Path:
         return state_dir(self.results_dir)
+
+    @property
+    def owned(self) -> tuple[Path, ...]:
+        """What the sync commits: the results folder and the extra paths (e.g. ``reports``)."""
+        return (self.results_dir, *self.extra_paths)
+
+    def owns(self, relative: str) -> bool:
+        """Whether a path of the clone (relative to its top) is the sync's to commit."""
+        for path in self.owned:
+            top = self.relative(path)
+            if top == "." or relative == top or relative.startswith(top + "/"):
+                return True
+        return False
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.repo).as_posix()

@@ -194,18 +194,20 @@ def test_scan_finds_records_the_journal_missed_and_only_records_are_staged(tmp_p
     by_hand = a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_4.json"
     by_hand.parent.mkdir(parents=True)
     by_hand.write_text(json.dumps(record("P", "bias_lm_always_on", "click_bell", 4, "alpha")))
-    (a.repo / "notes.txt").write_text("a user's own file: never staged by the sync")
+    (a.results_dir / "notes.txt").write_text("a user's own file in the results: never staged by the sync")
     plain = run_cycle(a)
     assert plain.committed == 0  # not in the journal
     scanned = run_cycle(a, scan=True)
     assert scanned.committed == 1 and scanned.pushed
     assert remote_records(remote) == {"results/P/bias_lm_always_on/click_bell/episode_4.json"}
-    assert "notes.txt" not in git(remote, "ls-tree", "-r", "--name-only", "main")
+    assert "results/notes.txt" not in git(remote, "ls-tree", "-r", "--name-only", "main")
     message = git(remote, "log", "-1", "--format=%an|%s", "main")
     assert message == "rtbench alpha|results: alpha +1 episodes (P)"
 
 
-def test_a_cycle_killed_mid_rebase_is_settled_by_the_next(tmp_path, remote):
+def test_a_rebase_in_progress_stops_the_cycle_and_nothing_is_rewritten(tmp_path, remote):
+    """The sync never rebases: a rebase in the clone is someone else's (or an older rtbench's),
+    and the cycle waits for it with one line instead of aborting it (an abort resets the branch)."""
     a, b = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
     write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
     run_cycle(a)
@@ -215,12 +217,17 @@ def test_a_cycle_killed_mid_rebase_is_settled_by_the_next(tmp_path, remote):
     git(b.repo, "fetch", "--quiet", "origin")
     subprocess.run(["git", "-C", str(b.repo), "-c", "user.name=b", "-c", "user.email=b@x", "rebase", "origin/main"],
                    capture_output=True)  # stops at the conflict
-    assert in_rebase(b)  # as a sync process killed mid-cycle leaves it
-    settled = run_cycle(b)
-    assert not in_rebase(b) and len(settled.conflicts) == 1
-    assert os.path.exists(b.state / settled.conflicts[0])
-    # alpha's record wins (same outcome class and time: the machine name), so beta's commit
-    # became empty and nothing was left to push: both sides hold alpha's record.
+    assert in_rebase(b)
+    before = git(remote, "rev-parse", "main")
+    with pytest.raises(SyncError, match="a rebase is in progress .* rebase --abort") as refused:
+        run_cycle(b)
+    assert "\n" not in str(refused.value) and in_rebase(b)  # left for its owner
+    assert git(remote, "rev-parse", "main") == before
+    git(b.repo, "rebase", "--abort")
+    with pytest.raises(SyncError, match="1 commit\\(s\\) that origin/main does not have"):
+        run_cycle(b)  # the hand-made commit is not the sync's to push
+    git(b.repo, "reset", "--keep", "origin/main")
+    settled = run_cycle(b)  # alpha's record is on the remote; beta's own copy lost by the rule
     assert settled.head == git(remote, "rev-parse", "main") == git(b.repo, "rev-parse", "HEAD")
     assert json.loads((b.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_0.json").read_text())[
         "worker"]["machine"] == "alpha"
@@ -230,21 +237,22 @@ def test_without_a_push_slot_the_commit_waits_for_the_next_cycle(tmp_path, remot
     from worker.queue.state import QueueState
 
     state = QueueState(broker)
-    assert [state.take_push_slot(4) for _ in range(5)] == [True, True, True, True, False]  # the fleet's minute
+    assert [state.take_push_slot("alpha", 4, 180.0, now=1.0) for _ in range(5)] == [True] * 4 + [False]
     a = machine(tmp_path, remote, "alpha")
     write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
     waiting = run_cycle(a, push_allowed=lambda: False)
-    assert waiting.committed == 1 and not waiting.pushed and "budget" in (waiting.deferred or "")
+    assert waiting.committed == 0 and not waiting.pushed and "budget" in (waiting.deferred or "")
+    assert waiting.waiting == 1 and "1 waiting" in waiting.line()
     assert remote_records(remote) == set()
     later = run_cycle(a)
-    assert later.committed == 0 and later.pushed
+    assert later.committed == 1 and later.pushed and later.waiting == 0
     assert remote_records(remote) == {"results/P/bias_lm_always_on/click_bell/episode_0.json"}
 
 
 def test_an_os_error_in_a_cycle_is_one_line_noted_for_status(tmp_path, remote, redis_server, broker):
     from worker.queue.state import QueueState
     from worker.settings import Settings
-    from worker.sync_task import sync_once
+    from worker.sync_run import sync_once
 
     a = machine(tmp_path, remote, "alpha")
     (a.state / "sync.lock").mkdir(parents=True)  # the cycle's lock cannot be opened

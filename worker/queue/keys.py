@@ -17,6 +17,12 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
                        kept alive by the worker's probe, deleted when the folder is writable again
 - ``sync:<machine>``   hash: the machine's last sync (time, commit, records) and last sync error
 - ``sync_pushes:<minute>`` pushes of the whole fleet in one minute (the push budget); expires
+- ``sync_push_waiters`` zset machine -> when it began waiting for a push slot (its first ask
+                       since its last push): the fleet's line for the push budget, oldest
+                       first, so a machine that asks rarely still reaches the front; expires
+                       when nobody asks
+- ``sync_push_asks``   hash machine -> when its place in that line lapses (its last ask plus its
+                       own patience): a crashed machine must not hold the front forever
 
 kombu's Redis layout (what Celery workers consume): one list per queue and priority bucket,
 and the ``unacked`` hash of delivered, unacknowledged messages.
@@ -74,6 +80,12 @@ def sync_status(machine: str) -> str:
 
 def sync_pushes(minute: int) -> str:
     return f"{PREFIX}sync_pushes:{minute}"
+
+
+# The push budget's waiting line (``QueueState.take_push_slot``): without it the first to ask
+# in each minute took the slots, and a machine whose cycle fell late in the minute starved.
+SYNC_PUSH_WAITERS = f"{PREFIX}sync_push_waiters"
+SYNC_PUSH_ASKS = f"{PREFIX}sync_push_asks"
 
 
 CLAIM_PATTERN, ENQUEUED_PATTERN, BLOCKED_PATTERN = claim("*"), enqueued("*"), blocked("*")

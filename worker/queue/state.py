@@ -49,6 +49,34 @@ if owner and string.sub(owner, 1, #ARGV[1]) == ARGV[1] and string.sub(owner, -#A
 end
 return 0
 """
+# The fleet's push budget, shared fairly (``QueueState.take_push_slot``). KEYS: this minute's
+# push counter, the waiting line (zset machine -> when it first asked), each waiter's lapse
+# time (hash). ARGV: machine, pushes per minute, now, the machine's patience (both seconds).
+# 1: push now (the slot is counted, the machine leaves the line); 0: wait in line.
+_PUSH_SLOT = """
+local machine, per_minute = ARGV[1], tonumber(ARGV[2])
+local now, stale_after = tonumber(ARGV[3]), tonumber(ARGV[4])
+for _, waiter in ipairs(redis.call('zrange', KEYS[2], 0, -1)) do
+  local lapses = tonumber(redis.call('hget', KEYS[3], waiter))
+  if not lapses or lapses < now then
+    redis.call('zrem', KEYS[2], waiter)
+    redis.call('hdel', KEYS[3], waiter)
+  end
+end
+redis.call('zadd', KEYS[2], 'NX', ARGV[3], machine)
+redis.call('hset', KEYS[3], machine, string.format('%.6f', now + stale_after))
+local idle_ms = math.ceil(stale_after * 1000)
+for i = 2, 3 do
+  if redis.call('pttl', KEYS[i]) < idle_ms then redis.call('pexpire', KEYS[i], idle_ms) end
+end
+local left = per_minute - tonumber(redis.call('get', KEYS[1]) or '0')
+if left <= 0 or redis.call('zrank', KEYS[2], machine) >= left then return 0 end
+redis.call('incr', KEYS[1])
+redis.call('expire', KEYS[1], 120)
+redis.call('zrem', KEYS[2], machine)
+redis.call('hdel', KEYS[3], machine)
+return 1
+"""
 _LOST = "worker_lost: its worker died while running it"
 RAW_LIMIT = 4096  # characters of an undecodable message kept in its dead letter
 
@@ -216,14 +244,33 @@ class QueueState:
         return self.counters.read(spec_sha)
 
     # ------------------------------------------------------------------ results sync
-    def take_push_slot(self, per_minute: int) -> bool:
-        """One of the fleet's ``per_minute`` pushes of this minute, if any is left."""
-        key = keys.sync_pushes(int(time.time() // 60))
-        with self.r.pipeline() as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            taken = pipe.execute()[0]
-        return taken <= per_minute
+    def take_push_slot(self, machine: str, per_minute: int, stale_after_s: float, *,
+                       now: float | None = None) -> bool:
+        """One of the fleet's ``per_minute`` pushes of this minute for ``machine``, in turn.
+
+        First come, first served per minute starved machines whose cycle fell late in the
+        minute (one pushed once in 3 minutes while others pushed every minute). So a machine
+        that asks and is refused joins a line, keeping the place of its first refused ask, and
+        a slot goes to it only while fewer machines are ahead of it in line than slots are left
+        this minute: the one that waited longest pushes first. Granted, it leaves the line.
+
+        A place lapses ``stale_after_s`` after the machine's last ask (a crashed or stopped
+        machine must not hold the front of the line forever); each machine's own patience is
+        kept, so one with a long sync interval is not dropped by another's shorter one. A
+        machine that asks again after its place lapsed joins at the back.
+
+        ``now`` (epoch seconds) is the time the budget and the line are reckoned by: Redis's
+        own clock when omitted, one clock for the whole fleet (machines' clocks drift apart;
+        a late clock would count its pushes in another minute and keep a dead place alive).
+        Tests pass a simulated time. One Lua script: asks from several machines cannot
+        interleave between reading the line and taking the slot.
+        """
+        if now is None:
+            seconds, micros = self.r.time()
+            now = seconds + micros / 1e6
+        push_keys = (keys.sync_pushes(int(now // 60)), keys.SYNC_PUSH_WAITERS, keys.SYNC_PUSH_ASKS)
+        return bool(self.r.eval(_PUSH_SLOT, 3, *push_keys, machine, per_minute, repr(float(now)),
+                                repr(float(stale_after_s))))
 
     def note_sync(self, machine: str, **fields: str | int | float) -> None:
         """Update a machine's sync status (``last_ok``, ``commit``, ``pending``, ``last_error``...)."""

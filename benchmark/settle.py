@@ -1,0 +1,78 @@
+"""Writing a file that may already hold another version: the rule decides, the loser is kept.
+
+Two versions of one episode meet in three places: a worker writes an episode whose file a pull
+brought meanwhile (a re-delivered message that ran on two machines), a pull brings a version of
+a file this machine wrote since its last push, and two pushes race. Each place settles the pair
+with the same ``prefer`` rule (``benchmark.results.preferred_record`` for records), so every
+machine ends with the same winner whatever the order; the loser is never deleted, it is kept
+under ``.rtbench/conflicts/`` beside the results folder.
+
+Writers of one folder take an exclusive ``flock`` on the folder itself while they read the old
+version and replace it, so a worker and the results sync never both decide on one file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.atomic import write_bytes_atomic
+
+CONFLICTS = "conflicts"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a settled write did: whether ``data`` is now the file, and where a loser was kept."""
+
+    written: bool
+    kept: Path | None = None
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive, for the writers of one folder (the kernel frees it if the holder dies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def keep_loser(conflicts_dir: Path, relative: str, raw: bytes, who: str) -> Path:
+    """Keep a losing version as ``<conflicts_dir>/<relative>.<who>.<ns>`` (written atomically)."""
+    kept = conflicts_dir / f"{relative}.{who}.{time.time_ns()}"
+    return write_bytes_atomic(kept, raw)
+
+
+def write_settled(target: Path, data: bytes, *, prefer: Callable[[bytes, bytes], bool], conflicts_dir: Path,
+                  relative: str, who: Callable[[bytes], str],
+                  replaceable: Callable[[bytes], bool] = lambda _old: False,
+                  sync_directory: bool = True) -> Settled:
+    """Write ``data`` to ``target`` unless the file holds a version that ``prefer`` ranks first.
+
+    ``prefer(a, b)``: whether ``a`` wins over ``b``. ``replaceable(old)``: the old bytes are not
+    a competing version (e.g. what the last commit held) and are replaced without a contest.
+    The loser is kept first, then the winner written: a kill in between leaves both versions.
+    """
+    with folder_lock(target.parent):
+        try:
+            old = target.read_bytes()
+        except FileNotFoundError:
+            old = None
+        if old is None or old == data or replaceable(old):
+            if old != data:
+                write_bytes_atomic(target, data, sync_directory=sync_directory)
+            return Settled(written=True)
+        if prefer(data, old):
+            kept = keep_loser(conflicts_dir, relative, old, who(old))
+            write_bytes_atomic(target, data, sync_directory=sync_directory)
+            return Settled(written=True, kept=kept)
+        return Settled(written=False, kept=keep_loser(conflicts_dir, relative, data, who(data)))

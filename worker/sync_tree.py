@@ -1,0 +1,220 @@
+"""Moving the branch to a newer commit (a pull, or our own pushed commit), with the work tree and
+the index following, file by file, and every local version settled by the rule.
+
+There is no rebase and no checkout: a killed git can leave neither a half-done operation nor a
+branch reset to an older commit. The move is journalled: ``.rtbench/sync-advance.json`` names
+the branch and both commits before any file changes, and the next cycle finishes a move that a
+kill interrupted (each step can run twice). For each path that differs between the commits:
+
+- the work tree holds the new version already: nothing to do;
+- it holds the old version (or nothing, and the old commit had nothing): the new one is written;
+- it holds another version, written here since the last cycle: ``write_settled`` keeps the
+  preferred one in place and the other under ``.rtbench/conflicts/`` (records by
+  ``preferred_record``, reports by the newest generation time, any other file the remote's).
+
+A version kept in the work tree that differs from the branch waits in the journal for the push.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from benchmark.atomic import write_bytes_atomic
+from benchmark.results import is_record_file_name, preferred_record, record_machine
+from benchmark.settle import CONFLICTS, folder_lock, write_settled
+from worker.git_run import SyncError, git, rev
+from worker.sync_target import SyncTarget
+
+log = logging.getLogger(__name__)
+
+INTENT = "sync-advance.json"
+_GENERATED = re.compile(rb'generated(?:_at)?["\'\s:=>]*?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^"\'<\s]*)', re.IGNORECASE)
+
+
+@dataclass
+class Followed:
+    """What a move did to the work tree."""
+
+    pulled: list[str] = field(default_factory=list)  # record paths (clone-relative) now as the new commit has them
+    conflicts: list[str] = field(default_factory=list)  # kept losers, relative to .rtbench/
+
+
+def blob_id(target: SyncTarget, data: bytes) -> str:
+    """git's id of a blob with these bytes."""
+    return hashlib.new(target.object_format, b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def read_blob_ids(target: SyncTarget, paths: list[str]) -> dict[str, str]:
+    """The blob id of each path's file in the work tree (absent files left out)."""
+    found = {}
+    for path in paths:
+        try:
+            found[path] = blob_id(target, (target.repo / path).read_bytes())
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+    return found
+
+
+def tree_blobs(target: SyncTarget, commit: str | None, paths: list[str]) -> dict[str, str]:
+    """The blob id of each path in ``commit`` (paths it does not hold are left out)."""
+    if commit is None or not paths:
+        return {}
+    query = "".join(f"{commit}:{path}\n" for path in paths).encode()
+    answers = git(target.repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", data=query).stdout
+    found = {}
+    for path, answer in zip(paths, answers.decode().splitlines(), strict=True):
+        name, _, kind = answer.partition(" ")
+        if kind == "blob":
+            found[path] = name
+    return found
+
+
+def advance(target: SyncTarget, branch: str, old: str | None, new: str) -> Followed:
+    """Move ``branch`` from ``old`` to ``new`` with the work tree and the index following."""
+    intent = target.state / INTENT
+    write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new}).encode())
+    followed = _follow(target, old, new)
+    null = "0" * (64 if target.object_format == "sha256" else 40)
+    git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", f"refs/heads/{branch}", new, old or null)
+    intent.unlink()
+    return followed
+
+
+def finish_interrupted(target: SyncTarget, branch: str) -> None:
+    """Finish a move that a kill interrupted (its intent file is still there)."""
+    intent = target.state / INTENT
+    try:
+        move = json.loads(intent.read_bytes())
+    except FileNotFoundError:
+        return
+    except ValueError:  # the intent is written atomically: a corrupt one was not written by us
+        raise SyncError(f"{intent} is not JSON; remove it and run 'python -m worker sync --once --scan'") from None
+    head = rev(target.repo, "HEAD")
+    if move.get("branch") != branch or head not in (move.get("from"), move.get("to")):
+        log.warning("sync %s: %s names a move from %s that the branch left since; dropped", target.machine,
+                    intent, move.get("from"))
+        intent.unlink()
+        return
+    log.warning("sync %s: finishing the move of %s to %s that a killed cycle began", target.machine, branch,
+                move["to"][:12])
+    if head == move["to"]:
+        _follow(target, move["from"], move["to"])
+        intent.unlink()
+    else:
+        advance(target, branch, move["from"], move["to"])
+
+
+def _follow(target: SyncTarget, old: str | None, new: str) -> Followed:
+    entries = _changes(target, old, new)
+    current = read_blob_ids(target, [path for path, *_ in entries])
+    wanted = [new_blob for path, _, new_blob, _, status in entries if status != "D" and current.get(path) != new_blob]
+    contents = _blobs(target, wanted)
+    followed, index = Followed(), []
+    null = "0" * (64 if target.object_format == "sha256" else 40)
+    for path, old_blob, new_blob, mode, status in entries:
+        full = target.repo / path
+        if status == "D":
+            index.append(f"0 {null}\t{path}")
+            if path in current and current[path] == old_blob:
+                _remove_if(target, full, old_blob)
+            continue
+        index.append(f"{mode} {new_blob}\t{path}")
+        if current.get(path) == new_blob:
+            followed.pulled.append(path)
+            continue
+        prefer, who = _rule(target, path)
+        settled = write_settled(full, contents[new_blob], prefer=prefer, who=who, relative=path,
+                                conflicts_dir=target.state / CONFLICTS, sync_directory=False,
+                                replaceable=lambda raw, was=old_blob: blob_id(target, raw) == was)
+        if settled.kept is not None:
+            followed.conflicts.append(settled.kept.relative_to(target.state).as_posix())
+        if settled.written:
+            followed.pulled.append(path)
+        if mode == "100755":
+            full.chmod(0o755)
+    if index:
+        git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
+    followed.pulled = [p for p in followed.pulled if is_record_file_name(p.rsplit("/", 1)[-1])]
+    return followed
+
+
+def _changes(target: SyncTarget, old: str | None, new: str) -> list[tuple[str, str | None, str, str, str]]:
+    """(path, old blob, new blob, new mode, status A/M/D) of every file that differs."""
+    if old is None:
+        listed = git(target.repo, "ls-tree", "-r", "-z", new).stdout.decode()
+        entries = []
+        for line in filter(None, listed.split("\0")):
+            info, path = line.split("\t", 1)
+            mode, _, blob = info.split()
+            entries.append((path, None, blob, mode, "A"))
+    else:
+        raw = git(target.repo, "diff-tree", "-r", "-z", "--no-renames", old, new).stdout.decode().split("\0")
+        entries = []
+        for info, path in zip(raw[0::2], raw[1::2], strict=False):
+            if not info.startswith(":"):
+                continue
+            _, new_mode, old_blob, new_blob, status = info[1:].split()
+            entries.append((path, old_blob if status != "A" else None, new_blob, new_mode, status[0]))
+    for path, _, _, mode, status in entries:
+        if status != "D" and mode not in ("100644", "100755"):
+            raise SyncError(f"the remote holds {path} as a {'symlink' if mode == '120000' else 'submodule'}: the "
+                            "results sync handles plain files only; remove it from the results repository")
+    return entries
+
+
+def _blobs(target: SyncTarget, blobs: list[str]) -> dict[str, bytes]:
+    """The contents of these blobs, read in one ``git cat-file --batch``."""
+    if not blobs:
+        return {}
+    out = git(target.repo, "cat-file", "--batch", data="".join(f"{b}\n" for b in blobs).encode()).stdout
+    found, at = {}, 0
+    for blob in blobs:
+        header_end = out.index(b"\n", at)
+        size = int(out[at:header_end].split()[2])
+        found[blob] = out[header_end + 1:header_end + 1 + size]
+        at = header_end + 1 + size + 1
+    return found
+
+
+def _remove_if(target: SyncTarget, full: Path, blob: str | None) -> None:
+    """Delete a file the remote deleted, unless it was rewritten here since."""
+    with folder_lock(full.parent):
+        try:
+            if blob_id(target, full.read_bytes()) == blob:
+                full.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _rule(target: SyncTarget, path: str) -> tuple[Callable[[bytes, bytes], bool], Callable[[bytes], str]]:
+    """How the remote's version of ``path`` (first argument) meets a local one: ``prefer`` and the
+    name a kept loser gets."""
+    results = target.relative(target.results_dir)
+    in_results = results == "." or path.startswith(results + "/")
+    if in_results and is_record_file_name(path.rsplit("/", 1)[-1]):
+        return preferred_record, record_machine
+    if not in_results and target.owns(path):
+        return newer_report, lambda _raw: "report"
+    return (lambda _remote, _local: True), lambda _raw: "local"
+
+
+def newer_report(a: bytes, b: bytes) -> bool:
+    """Whether report file ``a`` wins over ``b``: the newer generation time, then the bytes."""
+    return (_generated(a), a) > (_generated(b), b)
+
+
+def _generated(raw: bytes) -> float:
+    found = _GENERATED.search(raw[:1 << 20])
+    if found is None:
+        return float("-inf")
+    try:
+        return datetime.fromisoformat(found.group(1).decode()).timestamp()
+    except ValueError:
+        return float("-inf")
