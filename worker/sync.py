@@ -25,6 +25,7 @@ names what to do (``DiskFull`` for a full disk); credentials never appear in it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -39,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 from benchmark.atomic import write_bytes_atomic
 from benchmark.results import is_record_file_name
 from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part, state_dir
-from worker.git_run import SyncBusy, SyncError, git, last_line, redact, rev
+from worker.git_run import DiskFull, SyncBusy, SyncError, git, last_line, redact, rev
 from worker.sync_clone import RUNNING, check_ownership, check_space, check_state, settle_leftovers
 from worker.sync_commit import build_commit, changes_against, extra_changes
 from worker.sync_target import SyncTarget
@@ -197,6 +198,16 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
     """One cycle; raises ``SyncBusy`` when another holds the clone, ``SyncError`` when it cannot finish
     (``DiskFull`` for a full disk). Whatever stops it, the branch is where it was or further, and
     every record is in the work tree and in the journal until the remote holds it."""
+    try:
+        return _cycle(target, scan, push_allowed, wait_s)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"the disk of {target.repo} is full ({exc.filename or 'a write'}: {exc.strerror}); free "
+                           "space: nothing is lost, the next cycle goes on") from None
+        raise
+
+
+def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wait_s: float) -> CycleResult:
     result = CycleResult(target.machine)
     with cycle_lock(target, wait_s):
         check_space(target)
