@@ -213,7 +213,7 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_dir
 def conflicts_dir(results_dir: str | os.PathLike[str]) -> Path:
     """Where losing versions of the results folder's files are kept: ``.rtbench/conflicts/<results>/``,
     so that the path under it is the file's path in the clone when the folder is at its top."""
-    results = Path(os.path.abspath(results_dir))
+    results = Path(os.path.realpath(results_dir))
     return state_dir(results) / CONFLICTS / results.name
 
 

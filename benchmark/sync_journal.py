@@ -24,8 +24,9 @@ JOURNAL_NAME = "sync-journal"
 
 
 def state_dir(results_dir: str | os.PathLike[str]) -> Path:
-    """rtbench's own files beside a results folder (``.rtbench/``: journal, locks, report index)."""
-    return Path(os.path.abspath(results_dir)).parent / ".rtbench"
+    """rtbench's own files beside a results folder (``.rtbench/``: journal, locks, report index).
+    Beside the real folder: writers and the sync that reach it through a symlink share them."""
+    return Path(os.path.realpath(results_dir)).parent / ".rtbench"
 
 
 def journal_path(results_dir: str | os.PathLike[str]) -> Path:

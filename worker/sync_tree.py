@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ def tree_blobs(target: SyncTarget, commit: str | None, paths: list[str]) -> dict
 def advance(target: SyncTarget, branch: str, old: str | None, new: str) -> Followed:
     """Move ``branch`` from ``old`` to ``new`` with the work tree and the index following."""
     intent = target.state / INTENT
-    write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new}).encode())
+    write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new, "pid": os.getpid()}).encode())
     followed = _follow(target, old, new)
     null = "0" * (64 if target.object_format == "sha256" else 40)
     git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", f"refs/heads/{branch}", new, old or null)
@@ -104,6 +105,10 @@ def finish_interrupted(target: SyncTarget, branch: str) -> None:
         return
     log.warning("sync %s: finishing the move of %s to %s that a killed cycle began", target.machine, branch,
                 move["to"][:12])
+    if isinstance(move.get("pid"), int):  # the killed cycle's half-written files (benchmark.atomic)
+        for path, *_ in _changes(target, move["from"], move["to"]):
+            for temp in (target.repo / path).parent.glob(f".{Path(path).name}.{move['pid']}.*.tmp"):
+                temp.unlink(missing_ok=True)
     if head == move["to"]:
         _follow(target, move["from"], move["to"])
         intent.unlink()

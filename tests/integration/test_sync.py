@@ -38,6 +38,7 @@ def remote(tmp_path) -> Path:
     subprocess.run(["git", "clone", "--quiet", str(bare), str(seed)], check=True, capture_output=True)
     (seed / "results").mkdir()
     (seed / "results" / "README.md").write_text("episode records\n")
+    (seed / "README.md").write_text("the results repository\n")
     git(seed, "add", "-A")
     git(seed, "-c", "user.name=seed", "-c", "user.email=seed@x", "commit", "--quiet", "-m", "seed")
     git(seed, "push", "--quiet", "origin", "HEAD:main")
@@ -261,3 +262,32 @@ def test_an_os_error_in_a_cycle_is_one_line_noted_for_status(tmp_path, remote, r
     assert "\n" not in str(failed.value)
     noted = QueueState(broker).sync_statuses()["alpha"]
     assert "sync.lock" in noted["last_error"] and "last_ok" not in noted
+
+
+def test_reports_are_shared_and_the_newest_generation_wins(tmp_path, remote):
+    a, b = (SyncTarget.find(machine(tmp_path, remote, name).results_dir, name, ("reports",))
+            for name in ("alpha", "beta"))
+
+    def report(target: SyncTarget, generated: str) -> None:
+        (target.repo / "reports").mkdir(exist_ok=True)
+        content = {"generated_at": generated, "by": target.machine}
+        (target.repo / "reports" / "lm20.json").write_text(json.dumps(content))
+        (target.repo / "reports" / "lm20.md").write_text(f"# lm20\n\nGenerated: {generated}\n")
+
+    report(a, "2026-12-01T10:00:00")
+    report(b, "2026-12-01T11:00:00")  # newer
+    assert run_cycle(a).pushed
+    second = run_cycle(b)  # beta's own, newer reports stand; alpha's are kept aside
+    assert second.pushed and len(second.conflicts) == 2
+    assert all(c.startswith("conflicts/reports/lm20.") and ".report." in c for c in second.conflicts)
+    run_cycle(a)
+    for target in (a, b):
+        assert json.loads((target.repo / "reports" / "lm20.json").read_text())["by"] == "beta"
+        assert "11:00:00" in (target.repo / "reports" / "lm20.md").read_text()
+    report(a, "2026-12-01T12:00:00")  # alpha regenerates later: its version goes out and wins
+    report(b, "2026-12-01T09:00:00")  # an older generation written on beta meanwhile loses
+    assert run_cycle(a).pushed
+    run_cycle(b)
+    for target in (a, b):
+        assert json.loads((target.repo / "reports" / "lm20.json").read_text())["by"] == "alpha"
+    assert git(remote, "show", "main:reports/lm20.md").endswith("Generated: 2026-12-01T12:00:00")
