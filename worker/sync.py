@@ -30,6 +30,7 @@ import fcntl
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -135,9 +136,16 @@ def cycle_lock(target: SyncTarget, wait_s: float) -> Iterator[None]:
         yield
 
 
-def configure_clone(target: SyncTarget) -> None:
+def read_config(target: SyncTarget) -> dict[str, str]:
+    """The settings a cycle reads (the remote's URLs, whether the clone is configured), in one call."""
+    pattern = rf"^(rtbench\.configured|remote\.{re.escape(target.remote)}\.(url|pushurl))$"
+    listed = git(target.repo, "config", "-z", "--get-regexp", pattern, check=False).stdout.decode(errors="replace")
+    return dict(entry.split("\n", 1) for entry in listed.split("\0") if "\n" in entry)
+
+
+def configure_clone(target: SyncTarget, config: dict[str, str]) -> None:
     """Configure the clone for many small files (once)."""
-    if git(target.repo, "config", "--get", "rtbench.configured", check=False).returncode != 0:
+    if "rtbench.configured" not in config:
         # Index v4 (prefix-compressed paths), the untracked cache, a split index (an index write
         # costs what changed, not the 100,000 entries) and commit graphs.
         for key, value in (("feature.manyFiles", "true"), ("index.version", "4"), ("core.untrackedCache", "true"),
@@ -147,15 +155,14 @@ def configure_clone(target: SyncTarget) -> None:
         git(target.repo, "update-index", "--index-version", "4")
 
 
-def check_remote_urls(target: SyncTarget) -> None:
+def check_remote_urls(target: SyncTarget, config: dict[str, str]) -> None:
     """The remote exists, and neither its URL nor its push URL carries a credential."""
-    url = git(target.repo, "remote", "get-url", target.remote, check=False)
-    if url.returncode != 0:
+    url = config.get(f"remote.{target.remote}.url")
+    if url is None:
         raise SyncError(f"{target.repo} has no remote {target.remote!r}; add it (git remote add ...)")
-    check_remote_url(url.stdout.decode().strip(), target.remote)
-    push_url = git(target.repo, "remote", "get-url", "--push", target.remote, check=False).stdout.decode().strip()
-    if push_url:
-        check_remote_url(push_url, target.remote)
+    check_remote_url(url, target.remote)
+    if f"remote.{target.remote}.pushurl" in config:
+        check_remote_url(config[f"remote.{target.remote}.pushurl"], target.remote)
 
 
 def take_journal(target: SyncTarget) -> list[Path]:
@@ -210,26 +217,30 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
 def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wait_s: float) -> CycleResult:
     result = CycleResult(target.machine)
     with cycle_lock(target, wait_s):
+        settle_leftovers(target)  # first: what a starved git left may be what fills the disk
         check_space(target)
-        settle_leftovers(target)
         running = target.state / RUNNING
         running.touch()  # removed when the cycle finishes: its presence says the last one did not
         branch = check_state(target)
         finish_interrupted(target, branch)
-        configure_clone(target)
-        check_remote_urls(target)
+        config = read_config(target)
+        configure_clone(target, config)
+        check_remote_urls(target, config)
         parts = take_journal(target)
         tracking = f"refs/remotes/{target.remote}/{branch}"
         remote_head = _fetch(target, branch, tracking)
-        check_ownership(target, branch, remote_head)
-        _pull(target, branch, remote_head, result)
-        paths = [target.relative(target.results_dir / line) for line in journal_lines(parts)]
-        if scan:
-            paths = list(dict.fromkeys(paths + scanned_records(target)))
+        head = rev(target.repo, "HEAD")
+        check_ownership(target, branch, head, remote_head)
+        head = _pull(target, branch, head, remote_head, result)
+        lines = journal_lines(parts)
+        if scan:  # found records wait in the journal like written ones until the remote holds them
+            top = target.relative(target.results_dir)
+            lines = list(dict.fromkeys(lines + [os.path.relpath(p, top) for p in scanned_records(target)]))
+        paths = target.clone_paths(lines)
         extras, deleted = extra_changes(target)
         for attempt in range(1, PUSH_ATTEMPTS + 1):
-            head = rev(target.repo, "HEAD")
             changes = changes_against(target, head, paths + extras, deleted)
+            on_remote = changes.base if head == remote_head else None  # the blobs the remote holds
             result.rejected = changes.rejected
             if not changes.files and not changes.deleted:
                 break
@@ -241,33 +252,36 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
             result.push_attempts = attempt
             if _push(target, branch, commit):
                 git(target.repo, "update-ref", tracking, commit)
-                advance(target, branch, head, commit)
+                advance(target, branch, head, commit, committed=changes.committed())
                 result.pushed, result.head = True, commit
                 result.committed, result.policies = len(records), _policies(target, records)
-                remote_head = commit
+                on_remote = {path: blob for path, blob in {**changes.base, **changes.committed()}.items() if blob}
+                head = remote_head = commit
                 break
             delay = random.uniform(0.5, 1.0) * BACKOFF_S * 2 ** (attempt - 1)
             log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
             time.sleep(delay)
             remote_head = _fetch(target, branch, tracking)
-            _pull(target, branch, remote_head, result)
+            head = _pull(target, branch, head, remote_head, result)
         else:
             raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy "
                             "remote); the records stay here and the next cycle pushes them")
         result.head = result.head or remote_head
-        result.waiting = _keep_unpushed(target, parts, remote_head)
+        result.waiting = _keep_unpushed(target, parts, lines, remote_head, on_remote)
         running.unlink(missing_ok=True)
     return result
 
 
-def _pull(target: SyncTarget, branch: str, remote_head: str | None, result: CycleResult) -> None:
-    """Bring the branch, the work tree and the index to the remote's head (others' records)."""
-    head = rev(target.repo, "HEAD")
+def _pull(target: SyncTarget, branch: str, head: str | None, remote_head: str | None,
+          result: CycleResult) -> str | None:
+    """Bring the branch, the work tree and the index to the remote's head (others' records);
+    returns the branch's head."""
     if remote_head is None or remote_head == head:
-        return
+        return head
     followed = advance(target, branch, head, remote_head)
     result.pulled += followed.pulled
     result.conflicts += followed.conflicts
+    return remote_head
 
 
 def _push(target: SyncTarget, branch: str, commit: str) -> bool:
@@ -292,12 +306,14 @@ def _push(target: SyncTarget, branch: str, commit: str) -> bool:
     raise SyncError(f"push to {target.remote} failed: {why}; the records stay here and the next cycle tries again")
 
 
-def _keep_unpushed(target: SyncTarget, parts: list[Path], remote_head: str | None) -> int:
+def _keep_unpushed(target: SyncTarget, parts: list[Path], lines: list[str], remote_head: str | None,
+                   on_remote: dict[str, str] | None) -> int:
     """Drop the journal's parts, carrying over in one new part every line whose record the
-    remote does not hold (checked by path and blob id). Returns how many lines wait."""
-    lines = journal_lines(parts)
-    paths = [target.relative(target.results_dir / line) for line in lines]
-    on_remote = tree_blobs(target, remote_head, paths)
+    remote does not hold (checked by path and blob id: ``on_remote``, the blobs of the remote's
+    head when the cycle knows them already). Returns how many lines wait."""
+    paths = target.clone_paths(lines)
+    if on_remote is None:
+        on_remote = tree_blobs(target, remote_head, paths)
     here = read_blob_ids(target, paths)
     waiting = [line for line, path in zip(lines, paths, strict=True)
                if path in here and on_remote.get(path) != here[path]]
@@ -318,7 +334,7 @@ def _policies(target: SyncTarget, records: list[str]) -> list[str]:
 
 def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:
     """The remote branch's head (None while a fresh remote has no such branch). An unreachable
-    remote raises: the records stay committed here for the next cycle."""
+    remote raises: the records wait here for the next cycle."""
     fetched = git(target.repo, "fetch", "--quiet", "--no-tags", target.remote, f"+refs/heads/{branch}:{tracking}",
                    check=False)
     if fetched.returncode == 0:
@@ -326,7 +342,7 @@ def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:
     text = redact(fetched.stderr.decode(errors="replace"))
     if "couldn't find remote ref" in text:
         return None
-    raise SyncError(f"cannot reach remote {target.remote!r}: {last_line(text)}; the records stay committed here "
-                    "and the next cycle pushes them")
+    raise SyncError(f"cannot reach remote {target.remote!r}: {last_line(text)}; the records wait here and the "
+                    "next cycle pushes them")
 
 

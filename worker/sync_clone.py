@@ -8,8 +8,8 @@ Before it does anything a cycle brings the clone to a known state:
 - **Leftovers** of a killed or starved git (``fast_import_crash_*``, temporary packs and objects)
   are removed, with no git running, after a cycle that did not finish.
 - **Nobody else's operation** is in progress: a rebase, merge, cherry-pick, revert, am or bisect
-  stops the cycle (the sync itself never starts one), as does a detached HEAD or an unmerged
-  index. The records wait in the work tree and the journal.
+  stops the cycle (the sync itself never starts one), as does a detached HEAD. The records wait
+  in the work tree and the journal.
 
 After the fetch, ``check_ownership``: the clone belongs to the sync. A commit on the branch that
 the remote does not have, or a staged, edited or untracked file outside the paths the sync owns
@@ -24,12 +24,13 @@ import os
 import shutil
 from pathlib import Path
 
-from worker.git_run import DiskFull, SyncBusy, SyncError, free_bytes, git, rev
+from worker.git_run import DiskFull, SyncBusy, SyncError, free_bytes, git
 from worker.sync_target import SyncTarget
 
 log = logging.getLogger(__name__)
 
 RUNNING = "sync-running"  # beside the journal while a cycle runs: present at start = the last one died
+_NEEDED_LOCKS = frozenset({"index.lock", "HEAD.lock", "packed-refs.lock", "config.lock", "shallow.lock"})
 _OPERATIONS = {"rebase-merge": "rebase", "rebase-apply": "rebase (or am)", "MERGE_HEAD": "merge",
                "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect"}
 
@@ -78,7 +79,9 @@ def _leftovers(git_dir: Path) -> list[Path]:
 
 
 def settle_leftovers(target: SyncTarget) -> None:
-    """Remove stale locks (always checked) and, after a cycle that did not finish, the rest."""
+    """Remove stale locks (always checked) and, after a cycle that did not finish, the rest. With a
+    git running in the clone (a background ``gc --auto``, a user's command) nothing is removed,
+    and only a lock the cycle needs (the index, HEAD, a ref, the config) makes it wait."""
     interrupted = (target.state / RUNNING).exists()
     locks = _lock_files(target.git_dir)
     leftovers = _leftovers(target.git_dir) if interrupted else []
@@ -86,8 +89,11 @@ def settle_leftovers(target: SyncTarget) -> None:
         return
     running = git_processes(target)
     if running:
-        raise SyncBusy(f"git is running in {target.repo} (pid {', '.join(map(str, running[:3]))}) and holds "
-                       f"{locks[0].name if locks else 'its files'}; the next cycle goes on")
+        needed = [p for p in locks if p.name in _NEEDED_LOCKS or "refs" in p.relative_to(target.git_dir).parts[:2]]
+        if needed:
+            raise SyncBusy(f"git is running in {target.repo} (pid {', '.join(map(str, running[:3]))}) and holds "
+                           f"{needed[0].relative_to(target.git_dir)}; the next cycle goes on")
+        return
     for path in locks + leftovers:
         log.warning("sync %s: removing %s, left by a git that was killed or ran out of space", target.machine,
                     path.relative_to(target.git_dir))
@@ -109,15 +115,13 @@ def check_state(target: SyncTarget) -> str:
     if not branch:
         raise SyncError(f"{target.repo} is not on a branch (detached HEAD); check out the results branch "
                         f"(git -C {target.repo} switch main)")
-    if git(target.repo, "ls-files", "--unmerged", "-z").stdout:
-        raise SyncError(f"{target.repo} has unmerged files (a conflict left by hand); resolve them or 'git -C "
-                        f"{target.repo} reset --merge', then the sync goes on")
+    # (Unmerged files left by hand outside the owned paths stop the cycle in check_ownership;
+    # inside them the pull's index update replaces their entries.)
     return branch
 
 
-def check_ownership(target: SyncTarget, branch: str, remote_head: str | None) -> None:
+def check_ownership(target: SyncTarget, branch: str, head: str | None, remote_head: str | None) -> None:
     """Refuse commits, staged, edited or untracked files that the sync did not make."""
-    head = rev(target.repo, "HEAD")
     if head is not None and head != remote_head:
         ahead = (git(target.repo, "rev-list", "--count", head, "--not", remote_head).stdout.decode().strip()
                  if remote_head else "all")

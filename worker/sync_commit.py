@@ -14,6 +14,7 @@ The others are reported, left in place and in the journal.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,11 @@ class Changes:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # path -> (bytes, blob id)
     deleted: list[str] = field(default_factory=list)  # extra-path files deleted here
     rejected: list[str] = field(default_factory=list)  # "path (why)": never committed
-    current: dict[str, str] = field(default_factory=dict)  # path -> blob id in the work tree
+    base: dict[str, str] = field(default_factory=dict)  # path -> blob id in the commit compared with
+
+    def committed(self) -> dict[str, str | None]:
+        """What a commit of these changes holds: path -> blob id, None for a deletion."""
+        return {**{path: blob for path, (_, blob) in self.files.items()}, **dict.fromkeys(self.deleted)}
 
     def records(self, target: SyncTarget) -> list[str]:
         results = target.relative(target.results_dir)
@@ -55,14 +60,15 @@ def extra_changes(target: SyncTarget) -> tuple[list[str], list[str]]:
 def changes_against(target: SyncTarget, head: str | None, paths: list[str], deleted: list[str]) -> Changes:
     """The files among ``paths`` whose work-tree bytes differ from ``head``, checked."""
     changes = Changes()
-    known = tree_blobs(target, head, paths + deleted)
+    known = changes.base = tree_blobs(target, head, paths + deleted)
+    top = str(target.repo)
     for path in dict.fromkeys(paths):
         try:
-            data = (target.repo / path).read_bytes()
+            with open(os.path.join(top, path), "rb") as handle:
+                data = handle.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
         blob = blob_id(target, data)
-        changes.current[path] = blob
         if known.get(path) == blob:
             continue
         problem = _problem(path, data)

@@ -65,5 +65,11 @@ class SyncTarget:
                 return True
         return False
 
+    def clone_paths(self, lines: list[str]) -> list[str]:
+        """Paths relative to the results folder, made relative to the clone (string work: a
+        cycle turns thousands)."""
+        top = self.relative(self.results_dir)
+        return list(lines) if top == "." else [f"{top}/{line}" for line in lines]
+
     def relative(self, path: Path) -> str:
         return path.relative_to(self.repo).as_posix()

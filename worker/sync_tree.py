@@ -54,36 +54,54 @@ def blob_id(target: SyncTarget, data: bytes) -> str:
 
 def read_blob_ids(target: SyncTarget, paths: list[str]) -> dict[str, str]:
     """The blob id of each path's file in the work tree (absent files left out)."""
-    found = {}
+    found, top = {}, str(target.repo)
     for path in paths:
         try:
-            found[path] = blob_id(target, (target.repo / path).read_bytes())
+            with open(os.path.join(top, path), "rb") as handle:
+                found[path] = blob_id(target, handle.read())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
     return found
 
 
 def tree_blobs(target: SyncTarget, commit: str | None, paths: list[str]) -> dict[str, str]:
-    """The blob id of each path in ``commit`` (paths it does not hold are left out)."""
-    if commit is None or not paths:
-        return {}
-    query = "".join(f"{commit}:{path}\n" for path in paths).encode()
-    answers = git(target.repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", data=query).stdout
-    found = {}
-    for path, answer in zip(paths, answers.decode().splitlines(), strict=True):
-        name, _, kind = answer.partition(" ")
-        if kind == "blob":
-            found[path] = name
+    """The blob id of each path in ``commit`` (paths it does not hold are left out). ``ls-tree``
+    with the paths as literal pathspecs walks each tree once; ``cat-file`` with ``commit:path``
+    would read every tree above each path again (0.17 s for 1,000 paths above loose trees)."""
+    found: dict[str, str] = {}
+    if commit is None:
+        return found
+    for start in range(0, len(paths), 4000):
+        listed = git(target.repo, "ls-tree", "-r", "-z", commit, "--", *paths[start:start + 4000]).stdout.decode()
+        for entry in filter(None, listed.split("\0")):
+            info, path = entry.split("\t", 1)
+            _, kind, name = info.split()
+            if kind == "blob":
+                found[path] = name
     return found
 
 
-def advance(target: SyncTarget, branch: str, old: str | None, new: str) -> Followed:
-    """Move ``branch`` from ``old`` to ``new`` with the work tree and the index following."""
+def advance(target: SyncTarget, branch: str, old: str | None, new: str,
+            committed: dict[str, str | None] | None = None) -> Followed:
+    """Move ``branch`` from ``old`` to ``new`` with the work tree and the index following.
+
+    ``committed`` (path -> blob id, None for a deletion): ``new`` is our own commit of these files
+    on ``old``, made from the work tree; only the index needs telling (a file rewritten since is
+    in the journal)."""
+    null = "0" * (64 if target.object_format == "sha256" else 40)
+    ref = ("update-ref", "-m", f"rtbench sync {target.machine}", f"refs/heads/{branch}", new, old or null)
+    if committed is not None:
+        # No intent needed: a kill before the ref moves leaves an index ahead of HEAD in owned
+        # paths only, and the next cycle's pull moves the branch to this (pushed) commit.
+        index = [f"100644 {blob}\t{path}" if blob else f"0 {null}\t{path}" for path, blob in committed.items()]
+        if index:
+            git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
+        git(target.repo, *ref)
+        return Followed()
     intent = target.state / INTENT
     write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new, "pid": os.getpid()}).encode())
     followed = _follow(target, old, new)
-    null = "0" * (64 if target.object_format == "sha256" else 40)
-    git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", f"refs/heads/{branch}", new, old or null)
+    git(target.repo, *ref)
     intent.unlink()
     return followed
 

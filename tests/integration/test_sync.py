@@ -291,3 +291,27 @@ def test_reports_are_shared_and_the_newest_generation_wins(tmp_path, remote):
     for target in (a, b):
         assert json.loads((target.repo / "reports" / "lm20.json").read_text())["by"] == "alpha"
     assert git(remote, "show", "main:reports/lm20.md").endswith("Generated: 2026-12-01T12:00:00")
+
+
+def test_a_git_lock_is_removed_only_when_no_git_runs_in_the_clone(tmp_path, remote):
+    from worker.sync import SyncBusy
+
+    a = machine(tmp_path, remote, "alpha")
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    (a.git_dir / "index.lock").write_text("")  # as a kill -9 of git leaves it, whatever its age
+    (a.git_dir / "gc.log.lock").write_text("")
+    # A git still working in the clone (it waits on its input): its locks are its own.
+    busy = subprocess.Popen(["git", "hash-object", "--stdin"], cwd=a.repo, stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    try:
+        with pytest.raises(SyncBusy, match=r"git is running in .* holds index.lock"):
+            run_cycle(a)
+        (a.git_dir / "index.lock").unlink()  # only a lock the cycle does not need: it goes on
+        assert run_cycle(a).pushed and (a.git_dir / "gc.log.lock").exists()
+    finally:
+        busy.communicate(b"x", timeout=10)
+    (a.git_dir / "index.lock").write_text("")
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 1, "alpha"))
+    assert run_cycle(a).pushed  # no git running: the stale locks are removed
+    assert not (a.git_dir / "index.lock").exists() and not (a.git_dir / "gc.log.lock").exists()
+    assert len(remote_records(remote)) == 2

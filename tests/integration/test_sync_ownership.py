@@ -88,9 +88,11 @@ def test_files_that_are_not_records_are_reported_and_never_committed(tmp_path, r
     assert remote_records(remote) == {EPISODE.format(0)}
     assert len(done.rejected) == 3 and "episode_1.json (holds conflict markers)" in done.line()
     assert any("episode_2.json (not valid JSON" in r for r in done.rejected)
-    assert done.waiting == 1  # the journal keeps the marked record: reported every cycle until fixed
+    assert done.waiting == 3  # the journal keeps them: reported every cycle until fixed or removed
     (folder / "episode_1.json").write_text(good.replace('"repeat_idx": 0', '"repeat_idx": 1').replace(
         "episode_0", "episode_1"))
+    (folder / "episode_2.json").unlink()
+    (folder / "episode_3.json").unlink()
     fixed = run_cycle(a)
     assert fixed.pushed and fixed.waiting == 0 and EPISODE.format(1) in remote_records(remote)
 
