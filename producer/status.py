@@ -158,11 +158,14 @@ def sync_table(state: QueueState) -> Table | None:
     rows, errors = [], []
     for machine, fields in statuses.items():
         last_ok = float(fields["last_ok"]) if fields.get("last_ok") else None
+        rejected = int(fields.get("rejected") or 0)
         rows.append([machine, _when(last_ok), (fields.get("commit") or "-")[:12], fields.get("pending", "-"),
-                     "yes" if fields.get("last_error") else "-"])
+                     "yes" if fields.get("last_error") or rejected else "-"])
         if fields.get("last_error"):
             failed_at = _when(float(fields.get("error_at") or 0))
             errors.append(f"sync {machine} failed at {failed_at}: {fields['last_error']}")
+        if rejected:  # files the sync will not commit until someone fixes or removes them
+            errors.append(f"sync {machine}: {rejected} file(s) not committed: {fields.get('rejected_files', '')}")
     table = fill_table(new_table("results sync"), ["machine", "last sync", "commit", "waiting", "error"], rows)
     if errors:
         table.caption = "\n".join(errors)

@@ -148,7 +148,11 @@ def sync(once: bool, scan: bool, loglevel: str) -> None:
         except SyncError as exc:
             raise click.ClickException(f"sync failed: {exc}") from None  # exit 1, one line
         click.echo(result.line())
-        return
+        # Nothing is left to clean up: skip the interpreter's teardown of the Redis client's
+        # modules (~50 ms of a by-hand cycle's ~0.4 s).
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(0)
     if scan:
         raise click.UsageError("--scan goes with --once")
     from celery.bin.celery import celery as celery_command

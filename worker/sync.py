@@ -45,7 +45,7 @@ from worker.git_run import DiskFull, SyncBusy, SyncError, git, last_line, redact
 from worker.sync_clone import RUNNING, check_ownership, check_space, check_state, settle_leftovers
 from worker.sync_commit import build_commit, changes_against, extra_changes
 from worker.sync_target import SyncTarget
-from worker.sync_tree import advance, finish_interrupted, read_blob_ids, tree_blobs
+from worker.sync_tree import advance, finish_interrupted, tree_blobs
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
             raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy "
                             "remote); the records stay here and the next cycle pushes them")
         result.head = result.head or remote_head
-        result.waiting = _keep_unpushed(target, parts, lines, remote_head, on_remote)
+        result.waiting = _keep_unpushed(target, parts, lines, remote_head, on_remote, changes.here)
         running.unlink(missing_ok=True)
     return result
 
@@ -307,14 +307,14 @@ def _push(target: SyncTarget, branch: str, commit: str) -> bool:
 
 
 def _keep_unpushed(target: SyncTarget, parts: list[Path], lines: list[str], remote_head: str | None,
-                   on_remote: dict[str, str] | None) -> int:
+                   on_remote: dict[str, str] | None, here: dict[str, str]) -> int:
     """Drop the journal's parts, carrying over in one new part every line whose record the
-    remote does not hold (checked by path and blob id: ``on_remote``, the blobs of the remote's
-    head when the cycle knows them already). Returns how many lines wait."""
+    remote does not hold, checked by path and blob id: ``on_remote`` (the remote head's blobs,
+    when the cycle knows them) against ``here`` (each file as the cycle read it; a file
+    rewritten since has a line of its own in the live journal). Returns how many lines wait."""
     paths = target.clone_paths(lines)
     if on_remote is None:
         on_remote = tree_blobs(target, remote_head, paths)
-    here = read_blob_ids(target, paths)
     waiting = [line for line, path in zip(lines, paths, strict=True)
                if path in here and on_remote.get(path) != here[path]]
     if waiting:

@@ -37,7 +37,7 @@ _OPERATIONS = {"rebase-merge": "rebase", "rebase-apply": "rebase (or am)", "MERG
 
 def check_space(target: SyncTarget) -> None:
     """Stop before writing anything when the clone's disk is (nearly) full."""
-    free = free_bytes(target.git_dir)
+    free = min(free_bytes(target.git_dir), free_bytes(target.results_dir))
     if free < target.min_free:
         raise DiskFull(f"the disk of {target.repo} is full ({free >> 20} MiB free, the sync needs "
                        f"{target.min_free >> 20} MiB); free space: nothing is lost, the next cycle goes on")

@@ -17,12 +17,18 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from benchmark.results import OK, UNSUPPORTED, is_record_file_name, parse_record
 from worker.git_run import git
 from worker.sync_target import SyncTarget
 from worker.sync_tree import blob_id, tree_blobs
+
+try:  # 3x faster than json on records; json judges whatever it refuses (the same verdict)
+    from orjson import loads as _fast_loads
+except ImportError:
+    _fast_loads = None
 
 OUTGOING = "refs/rtbench/outgoing"
 _MARKERS = re.compile(rb"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
@@ -36,6 +42,7 @@ class Changes:
     deleted: list[str] = field(default_factory=list)  # extra-path files deleted here
     rejected: list[str] = field(default_factory=list)  # "path (why)": never committed
     base: dict[str, str] = field(default_factory=dict)  # path -> blob id in the commit compared with
+    here: dict[str, str] = field(default_factory=dict)  # path -> blob id of the file as it was read
 
     def committed(self) -> dict[str, str | None]:
         """What a commit of these changes holds: path -> blob id, None for a deletion."""
@@ -60,22 +67,25 @@ def extra_changes(target: SyncTarget) -> tuple[list[str], list[str]]:
 def changes_against(target: SyncTarget, head: str | None, paths: list[str], deleted: list[str]) -> Changes:
     """The files among ``paths`` whose work-tree bytes differ from ``head``, checked."""
     changes = Changes()
-    known = changes.base = tree_blobs(target, head, paths + deleted)
-    top = str(target.repo)
-    for path in dict.fromkeys(paths):
-        try:
-            with open(os.path.join(top, path), "rb") as handle:
-                data = handle.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            continue
-        blob = blob_id(target, data)
-        if known.get(path) == blob:
+    with ThreadPoolExecutor(1) as pool:  # git lists the tree while the files are read and hashed
+        listing = pool.submit(tree_blobs, target, head, paths + deleted)
+        top, read = str(target.repo), {}
+        for path in dict.fromkeys(paths):
+            try:
+                with open(os.path.join(top, path), "rb") as handle:
+                    read[path] = handle.read()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+            changes.here[path] = blob_id(target, read[path])
+        known = changes.base = listing.result()
+    for path, data in read.items():
+        if known.get(path) == changes.here[path]:
             continue
         problem = _problem(path, data)
         if problem:
             changes.rejected.append(f"{path} ({problem})")
         else:
-            changes.files[path] = (data, blob)
+            changes.files[path] = (data, changes.here[path])
     changes.deleted = [p for p in deleted if p in known and not (target.repo / p).exists()]
     return changes
 
@@ -86,7 +96,7 @@ def _problem(path: str, data: bytes) -> str | None:
         return "holds conflict markers"
     name = path.rsplit("/", 1)[-1]
     if is_record_file_name(name):
-        read = parse_record(data, path)
+        read = parse_record(data, path, fast_loads=_fast_loads)
         if read.status not in (OK, UNSUPPORTED):
             return read.problem or read.status
     elif name.endswith(".json"):

@@ -85,7 +85,8 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
     done = broker.call("done-set", lambda s: _mark_pulled_done(target, result.pulled, s), 0)
     log.info("%s%s", result.line(), f"; {done} pulled record(s) joined the done-set" if done else "")
     fields = {"last_run": time.time(), "pending": result.waiting + _waiting(settings, live_only=True),
-              "last_error": "", "committed": result.committed}
+              "last_error": "", "committed": result.committed, "rejected": len(result.rejected),
+              "rejected_files": ", ".join(result.rejected[:3])}
     if result.pushed or result.head:
         fields.update(last_ok=time.time(), commit=result.head or "")
     broker.call("sync status", lambda s: s.note_sync(machine, **fields), None)

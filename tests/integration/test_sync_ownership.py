@@ -181,3 +181,26 @@ def test_a_push_that_lost_a_race_tries_again_without_another_slot(tmp_path, remo
     assert json.loads((a.repo / EPISODE.format(1)).read_text())["worker"]["machine"] == "beta"
     assert subprocess.run(["git", "-C", str(a.repo), "status", "--porcelain"], capture_output=True,
                           text=True).stdout == ""
+
+
+def test_status_shows_the_files_the_sync_will_not_commit(tmp_path, remote, redis_server):  # noqa: F811
+    from rich.console import Console
+
+    from producer.status import sync_table
+    from worker.queue.state import QueueState, connect
+    from worker.settings import Settings
+    from worker.sync_run import sync_once
+
+    a = machine(tmp_path, remote, "alpha")
+    write(a, 0)
+    broken = a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_0.json"
+    broken.write_text(broken.read_text() + "\n<<<<<<< HEAD\n")
+    settings = Settings(broker_url=redis_server, results_dir=a.results_dir, machine="alpha", sync_min_free_mb=0)
+    result = sync_once(settings)
+    assert result.committed == 0 and result.waiting == 1
+    console = Console(width=80, record=True)
+    console.print(sync_table(QueueState(connect(redis_server))))
+    shown = console.export_text()
+    assert "1 file(s) not committed: results/P/bias_lm_always_on/click_bell/episode_0.json" in " ".join(
+        shown.split())
+    assert "(holds conflict markers)" in " ".join(shown.split())
