@@ -251,8 +251,7 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
             commit = build_commit(target, head, changes)
             result.push_attempts = attempt
             if _push(target, branch, commit):
-                git(target.repo, "update-ref", tracking, commit)
-                advance(target, branch, head, commit, committed=changes.committed())
+                advance(target, branch, head, commit, committed=changes.committed(), tracking=tracking)
                 result.pushed, result.head = True, commit
                 result.committed, result.policies = len(records), _policies(target, records)
                 on_remote = {path: blob for path, blob in {**changes.base, **changes.committed()}.items() if blob}

@@ -116,17 +116,16 @@ def build_commit(target: SyncTarget, parent: str | None, changes: Changes) -> st
     message = f"results: {target.machine} +{len(records)} episodes ({', '.join(policies) or 'no records'})"
     who = f"rtbench {target.machine} <rtbench@{target.machine}> {int(time.time())} +0000"
     stream = [b"feature done\n", f"reset {OUTGOING}\n".encode(),
-              f"commit {OUTGOING}\nauthor {who}\ncommitter {who}\n".encode(),
+              f"commit {OUTGOING}\nmark :1\nauthor {who}\ncommitter {who}\n".encode(),
               b"data %d\n" % len(message.encode()), message.encode(), b"\n"]
     if parent:
         stream.append(f"from {parent}\n".encode())
     for path, (data, _) in changes.files.items():
         stream += [f"M 100644 inline {_quoted(path)}\n".encode(), b"data %d\n" % len(data), data, b"\n"]
     stream += [f"D {_quoted(path)}\n".encode() for path in changes.deleted]
-    stream.append(b"done\n")
+    stream.append(b"get-mark :1\ndone\n")  # the commit's id, on fast-import's output
     # --force: OUTGOING is ours alone and holds the last attempt, which may not be an ancestor.
-    git(target.repo, "fast-import", "--quiet", "--force", data=b"".join(stream))
-    return git(target.repo, "rev-parse", "--verify", OUTGOING).stdout.decode().strip()
+    return git(target.repo, "fast-import", "--quiet", "--force", data=b"".join(stream)).stdout.decode().strip()
 
 
 def _quoted(path: str) -> str:

@@ -82,26 +82,29 @@ def tree_blobs(target: SyncTarget, commit: str | None, paths: list[str]) -> dict
 
 
 def advance(target: SyncTarget, branch: str, old: str | None, new: str,
-            committed: dict[str, str | None] | None = None) -> Followed:
-    """Move ``branch`` from ``old`` to ``new`` with the work tree and the index following.
+            committed: dict[str, str | None] | None = None, tracking: str | None = None) -> Followed:
+    """Move ``branch`` (and ``tracking``, when given) from ``old`` to ``new`` with the work tree
+    and the index following.
 
     ``committed`` (path -> blob id, None for a deletion): ``new`` is our own commit of these files
     on ``old``, made from the work tree; only the index needs telling (a file rewritten since is
     in the journal)."""
     null = "0" * (64 if target.object_format == "sha256" else 40)
-    ref = ("update-ref", "-m", f"rtbench sync {target.machine}", f"refs/heads/{branch}", new, old or null)
+    refs = f"update refs/heads/{branch} {new} {old or null}\n"
+    if tracking:
+        refs += f"update {tracking} {new}\n"
     if committed is not None:
-        # No intent needed: a kill before the ref moves leaves an index ahead of HEAD in owned
+        # No intent needed: a kill before the refs move leaves an index ahead of HEAD in owned
         # paths only, and the next cycle's pull moves the branch to this (pushed) commit.
         index = [f"100644 {blob}\t{path}" if blob else f"0 {null}\t{path}" for path, blob in committed.items()]
         if index:
             git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
-        git(target.repo, *ref)
+        git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", "--stdin", data=refs.encode())
         return Followed()
     intent = target.state / INTENT
     write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new, "pid": os.getpid()}).encode())
     followed = _follow(target, old, new)
-    git(target.repo, *ref)
+    git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", "--stdin", data=refs.encode())
     intent.unlink()
     return followed
 

@@ -78,6 +78,7 @@ def add_records(target: SyncTarget, policy: str, count: int) -> None:
 
 def cycle_time(target: SyncTarget, run: int) -> float:
     add_records(target, f"Cycle{run}", ADDED)
+    os.sync()  # (untimed) no writeback of the last step's files during this one
     start = time.perf_counter()
     result = run_cycle(target)
     elapsed = time.perf_counter() - start
@@ -87,6 +88,7 @@ def cycle_time(target: SyncTarget, run: int) -> float:
 
 def process_time(target: SyncTarget, run: int, env: dict[str, str]) -> float:
     add_records(target, f"Process{run}", ADDED)
+    os.sync()  # (untimed) no writeback of the last step's files during this one
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "worker", "sync", "--once"], env=env, capture_output=True,
                           text=True)
@@ -97,6 +99,7 @@ def process_time(target: SyncTarget, run: int, env: dict[str, str]) -> float:
 
 def baseline_time(target: SyncTarget, run: int) -> float:
     add_records(target, f"Plain{run}", ADDED)
+    os.sync()  # (untimed) no writeback of the last step's files during this one
     start = time.perf_counter()
     git(target.repo, "add", "-A")
     git(target.repo, "-c", "user.name=perf", "-c", "user.email=perf@x", "commit", "--quiet", "-m", "plain")
