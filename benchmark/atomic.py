@@ -13,16 +13,19 @@ import secrets
 from pathlib import Path
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_directory: bool = True) -> Path:
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_directory: bool = True,
+                       temp_tag: str | None = None) -> Path:
     """Write ``data`` to ``path`` atomically and durably.
 
     With ``sync_directory=False`` the caller takes over the directory fsync (which makes the
-    rename itself survive a crash) with ``fsync_directory``, e.g. off a hot path.
+    rename itself survive a crash) with ``fsync_directory``, e.g. off a hot path. ``temp_tag``
+    names the temp file (``.<name>.<tag>.<random>.tmp``; the process id by default), so that a
+    writer that was killed can find its own leftovers again.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # A leading dot keeps the temp file out of every `episode_*.json` glob.
-    tmp_name = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp_name = target.parent / f".{target.name}.{temp_tag or os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open with 0o666 honours the umask (mkstemp would force 0o600, and result
     # files are read by other users and containers).
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

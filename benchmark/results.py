@@ -211,10 +211,11 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_dir
 
 
 def conflicts_dir(results_dir: str | os.PathLike[str]) -> Path:
-    """Where losing versions of the results folder's files are kept: ``.rtbench/conflicts/<results>/``,
-    so that the path under it is the file's path in the clone when the folder is at its top."""
+    """Where losing versions of the results folder's files are kept: under ``.rtbench/conflicts/``
+    at their path from the folder that holds ``.rtbench`` (as the results sync keeps them)."""
     results = Path(os.path.realpath(results_dir))
-    return state_dir(results) / CONFLICTS / results.name
+    state = state_dir(results)
+    return state / CONFLICTS / os.path.relpath(results, state.parent)
 
 
 @dataclass(frozen=True, slots=True)

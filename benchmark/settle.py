@@ -55,12 +55,13 @@ def keep_loser(conflicts_dir: Path, relative: str, raw: bytes, who: str) -> Path
 def write_settled(target: Path, data: bytes, *, prefer: Callable[[bytes, bytes], bool], conflicts_dir: Path,
                   relative: str, who: Callable[[bytes], str],
                   replaceable: Callable[[bytes], bool] = lambda _old: False,
-                  sync_directory: bool = True) -> Settled:
+                  sync_directory: bool = True, temp_tag: str | None = None) -> Settled:
     """Write ``data`` to ``target`` unless the file holds a version that ``prefer`` ranks first.
 
     ``prefer(a, b)``: whether ``a`` wins over ``b``. ``replaceable(old)``: the old bytes are not
     a competing version (e.g. what the last commit held) and are replaced without a contest.
     The loser is kept first, then the winner written: a kill in between leaves both versions.
+    ``temp_tag``: see ``write_bytes_atomic``.
     """
     with folder_lock(target.parent):
         try:
@@ -69,10 +70,10 @@ def write_settled(target: Path, data: bytes, *, prefer: Callable[[bytes, bytes],
             old = None
         if old is None or old == data or replaceable(old):
             if old != data:
-                write_bytes_atomic(target, data, sync_directory=sync_directory)
+                write_bytes_atomic(target, data, sync_directory=sync_directory, temp_tag=temp_tag)
             return Settled(written=True)
         if prefer(data, old):
             kept = keep_loser(conflicts_dir, relative, old, who(old))
-            write_bytes_atomic(target, data, sync_directory=sync_directory)
+            write_bytes_atomic(target, data, sync_directory=sync_directory, temp_tag=temp_tag)
             return Settled(written=True, kept=kept)
         return Settled(written=False, kept=keep_loser(conflicts_dir, relative, data, who(data)))

@@ -7,12 +7,15 @@ since the last one instead of scanning the tree. One ``O_APPEND`` write per line
 concurrent writers never interleave. A writer holds a shared ``flock`` while it appends and
 checks that the file is still the live journal; the sync cycle renames the journal aside,
 then takes the lock exclusively before reading it, so no line lands in a part already read.
-The journal is a hint, not the truth: a line lost in a crash is found again by
-``python -m worker sync --once --scan``.
+The journal is a hint, not the truth: a line lost in a crash (a writer killed between its
+record and its line) or to a failed append is found again by a scan of the results folder, which
+the sync runs every hour, at once when a writer left ``sync-scan-needed`` after a failed append,
+and by hand with ``python -m worker sync --once --scan``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -21,12 +24,18 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "sync-journal"
+SCAN_NEEDED = "sync-scan-needed"  # beside the journal: a line could not be appended, scan soon
 
 
 def state_dir(results_dir: str | os.PathLike[str]) -> Path:
     """rtbench's own files beside a results folder (``.rtbench/``: journal, locks, report index).
-    Beside the real folder: writers and the sync that reach it through a symlink share them."""
-    return Path(os.path.realpath(results_dir)).parent / ".rtbench"
+    Beside the real folder: writers and the sync that reach it through a symlink share them.
+    Inside it when the results folder is a clone's top: the state stays in the clone (and in the
+    volume every container of the machine shares), ignored by git and by record scans."""
+    real = Path(os.path.realpath(results_dir))
+    if (real / ".git").exists():
+        return real / ".rtbench"
+    return real.parent / ".rtbench"
 
 
 def journal_path(results_dir: str | os.PathLike[str]) -> Path:
@@ -72,5 +81,7 @@ def note_written(results_dir: str | os.PathLike[str], relative_path: str) -> Non
                 os.close(fd)
         raise OSError(f"{path} kept changing while a line was appended")
     except OSError as exc:
-        log.warning("could not note %s in the sync journal %s (%s); 'python -m worker sync --once --scan' "
-                    "finds it", relative_path, path, exc)
+        log.warning("could not note %s in the sync journal %s (%s); the sync's next scan finds it", relative_path,
+                    path, exc)
+        with contextlib.suppress(OSError):  # an empty file: it needs an inode, not a block
+            (path.parent / SCAN_NEEDED).touch()

@@ -151,7 +151,8 @@ def _duration(seconds: float | None) -> str:
 
 def sync_table(state: QueueState) -> Table | None:
     """Each machine's results sync: its last successful cycle (time, commit pushed), the
-    records its journal held then, and its last error (None when no machine syncs)."""
+    records written there and not yet on the remote, its last error and the files it will not
+    commit (None when no machine syncs)."""
     statuses = state.sync_statuses()
     if not statuses:
         return None

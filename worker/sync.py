@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from benchmark.atomic import write_bytes_atomic
 from benchmark.results import is_record_file_name
-from benchmark.sync_journal import JOURNAL_NAME, journal_path, make_state_dir, read_part, state_dir
+from benchmark.sync_journal import JOURNAL_NAME, SCAN_NEEDED, journal_path, make_state_dir, read_part, state_dir
 from worker.git_run import DiskFull, SyncBusy, SyncError, git, last_line, redact, rev
 from worker.sync_clone import RUNNING, check_ownership, check_space, check_state, settle_leftovers
 from worker.sync_commit import build_commit, changes_against, extra_changes
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 PUSH_ATTEMPTS = 5
 BACKOFF_S = 1.0  # the first retry after a rejected push waits up to this, doubling
 PENDING = f"{JOURNAL_NAME}.pending"
+LAST_SCAN = "sync-last-scan"  # touched by each cycle that scanned the results folder
+SCAN_EVERY_S = 3600.0  # a record whose journal line was lost (its writer killed) waits at most this
 # What a push says when another machine pushed first (or at the same moment): fetch and retry.
 _PUSH_RACES = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
                "incorrect old value")
@@ -115,7 +117,8 @@ def check_remote_url(url: str, remote: str) -> None:
     if (secret_query or parts.password is not None or user in _TOKEN_USERS or user.startswith(_TOKEN_PREFIXES)
             or len(user) >= 20):
         raise SyncError(f"remote {remote!r} URL {redact(url)} carries a credential: remove it (git remote set-url "
-                        f"[--push] {remote} {parts.scheme}://{parts.hostname}{parts.path}) and use an ssh deploy "
+                        f"[--push] {remote} {parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}) and use "
+                        "an ssh deploy "
                         "key (GIT_SSH_COMMAND) or a git credential helper")
 
 
@@ -136,14 +139,20 @@ def cycle_lock(target: SyncTarget, wait_s: float) -> Iterator[None]:
         yield
 
 
-def read_config(target: SyncTarget) -> dict[str, str]:
-    """The settings a cycle reads (the remote's URLs, whether the clone is configured), in one call."""
+def read_config(target: SyncTarget) -> dict[str, list[str]]:
+    """The settings a cycle reads (the remote's URLs, whether the clone is configured), in one
+    call; every value of a key (git pushes to every ``pushurl``)."""
     pattern = rf"^(rtbench\.configured|remote\.{re.escape(target.remote)}\.(url|pushurl))$"
     listed = git(target.repo, "config", "-z", "--get-regexp", pattern, check=False).stdout.decode(errors="replace")
-    return dict(entry.split("\n", 1) for entry in listed.split("\0") if "\n" in entry)
+    found: dict[str, list[str]] = {}
+    for entry in listed.split("\0"):
+        if "\n" in entry:
+            key, value = entry.split("\n", 1)
+            found.setdefault(key, []).append(value)
+    return found
 
 
-def configure_clone(target: SyncTarget, config: dict[str, str]) -> None:
+def configure_clone(target: SyncTarget, config: dict[str, list[str]]) -> None:
     """Configure the clone for many small files (once)."""
     if "rtbench.configured" not in config:
         # Index v4 (prefix-compressed paths), the untracked cache, a split index (an index write
@@ -155,14 +164,13 @@ def configure_clone(target: SyncTarget, config: dict[str, str]) -> None:
         git(target.repo, "update-index", "--index-version", "4")
 
 
-def check_remote_urls(target: SyncTarget, config: dict[str, str]) -> None:
-    """The remote exists, and neither its URL nor its push URL carries a credential."""
-    url = config.get(f"remote.{target.remote}.url")
-    if url is None:
+def check_remote_urls(target: SyncTarget, config: dict[str, list[str]]) -> None:
+    """The remote exists, and none of its URLs and push URLs carries a credential."""
+    urls = config.get(f"remote.{target.remote}.url")
+    if not urls:
         raise SyncError(f"{target.repo} has no remote {target.remote!r}; add it (git remote add ...)")
-    check_remote_url(url, target.remote)
-    if f"remote.{target.remote}.pushurl" in config:
-        check_remote_url(config[f"remote.{target.remote}.pushurl"], target.remote)
+    for url in urls + config.get(f"remote.{target.remote}.pushurl", []):
+        check_remote_url(url, target.remote)
 
 
 def take_journal(target: SyncTarget) -> list[Path]:
@@ -193,10 +201,21 @@ def waiting_records(results_dir: Path) -> int:
     return count
 
 
+def _scan_due(target: SyncTarget) -> bool:
+    """Scan for records the journal missed: after a failed journal append or a full disk, in a
+    clone never scanned (a service's first cycle) and every ``SCAN_EVERY_S``."""
+    if (target.state / SCAN_NEEDED).exists():
+        return True
+    try:
+        return time.time() - (target.state / LAST_SCAN).stat().st_mtime > SCAN_EVERY_S
+    except FileNotFoundError:
+        return True
+
+
 def scanned_records(target: SyncTarget) -> list[str]:
     """Record files git does not have, or has in another version (the journal missed them)."""
     listed = git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--",
-                  target.relative(target.results_dir)).stdout.decode().split("\0")
+                  target.relative(target.results_dir)).stdout.decode(errors="surrogateescape").split("\0")
     return [path for path in listed if path and is_record_file_name(path.rsplit("/", 1)[-1])]
 
 
@@ -208,10 +227,15 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
     try:
         return _cycle(target, scan, push_allowed, wait_s)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(f"the disk of {target.repo} is full ({exc.filename or 'a write'}: {exc.strerror}); free "
-                           "space: nothing is lost, the next cycle goes on") from None
-        raise
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        full = DiskFull(f"the disk of {target.repo} is full ({exc.filename or 'a write'}: {exc.strerror}); free "
+                        "space: nothing is lost, the next cycle goes on")
+    except DiskFull as exc:
+        full = exc
+    with suppress(OSError):  # writers' journal lines may have failed too: the next cycle scans
+        (target.state / SCAN_NEEDED).touch()
+    raise full
 
 
 def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wait_s: float) -> CycleResult:
@@ -233,6 +257,7 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
         check_ownership(target, branch, head, remote_head)
         head = _pull(target, branch, head, remote_head, result)
         lines = journal_lines(parts)
+        scan = scan or _scan_due(target)
         if scan:  # found records wait in the journal like written ones until the remote holds them
             top = target.relative(target.results_dir)
             lines = list(dict.fromkeys(lines + [os.path.relpath(p, top) for p in scanned_records(target)]))
@@ -267,6 +292,9 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
                             "remote); the records stay here and the next cycle pushes them")
         result.head = result.head or remote_head
         result.waiting = _keep_unpushed(target, parts, lines, remote_head, on_remote, changes.here)
+        if scan:
+            (target.state / LAST_SCAN).touch()
+            (target.state / SCAN_NEEDED).unlink(missing_ok=True)
         running.unlink(missing_ok=True)
     return result
 
@@ -277,6 +305,12 @@ def _pull(target: SyncTarget, branch: str, head: str | None, remote_head: str | 
     returns the branch's head."""
     if remote_head is None or remote_head == head:
         return head
+    if head is not None and git(target.repo, "merge-base", "--is-ancestor", head, remote_head,
+                                check=False).returncode != 0:
+        # Checked before the first pull too (check_ownership); here again after a lost race.
+        raise SyncError(f"{target.remote}/{branch} no longer holds {branch}'s head {head[:12]} (the remote was "
+                        "rewritten by force); the sync only moves forward: restore the remote branch or move "
+                        f"this clone by hand (git branch keep && git reset --keep {target.remote}/{branch})")
     followed = advance(target, branch, head, remote_head)
     result.pulled += followed.pulled
     result.conflicts += followed.conflicts
@@ -295,8 +329,8 @@ def _push(target: SyncTarget, branch: str, commit: str) -> bool:
     if any(race in text for race in _PUSH_RACES):
         return False
     if any(sign in text for sign in _UNREACHABLE):
-        raise SyncError(f"cannot reach the push URL of remote {target.remote!r}: {last_line(text)}; the records "
-                        "stay here and the next cycle pushes them")
+        raise SyncError(f"cannot reach the push URL of remote {target.remote!r}: {last_line(text)} (the network, "
+                        "the URL, or a key that may not push); the records stay here and the next cycle pushes them")
     why = next((line.strip() for line in text.splitlines() if "rejected" in line or "denied" in line
                 or "declined" in line), last_line(text))
     if any(sign in text for sign in _PROTECTED):

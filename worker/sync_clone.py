@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from worker.git_run import DiskFull, SyncBusy, SyncError, free_bytes, git
@@ -79,28 +80,42 @@ def _leftovers(git_dir: Path) -> list[Path]:
 
 
 def settle_leftovers(target: SyncTarget) -> None:
-    """Remove stale locks (always checked) and, after a cycle that did not finish, the rest. With a
-    git running in the clone (a background ``gc --auto``, a user's command) nothing is removed,
-    and only a lock the cycle needs (the index, HEAD, a ref, the config) makes it wait."""
+    """Remove stale locks (always checked) and, after a cycle that did not finish, the rest.
+    Stale: no git runs in the clone and the file is older than ``lock_grace_s`` (a git of the
+    host or another container is invisible here). With a git running (a background ``gc
+    --auto``, a user's command) nothing is removed, and only a lock the cycle needs (the index,
+    HEAD, a ref, the config) makes it wait."""
     interrupted = (target.state / RUNNING).exists()
     locks = _lock_files(target.git_dir)
     leftovers = _leftovers(target.git_dir) if interrupted else []
     if not locks and not leftovers:
         return
     running = git_processes(target)
+    needed = [p for p in locks if p.name in _NEEDED_LOCKS or "refs" in p.relative_to(target.git_dir).parts[:2]]
     if running:
-        needed = [p for p in locks if p.name in _NEEDED_LOCKS or "refs" in p.relative_to(target.git_dir).parts[:2]]
         if needed:
             raise SyncBusy(f"git is running in {target.repo} (pid {', '.join(map(str, running[:3]))}) and holds "
                            f"{needed[0].relative_to(target.git_dir)}; the next cycle goes on")
         return
+    now, young = time.time(), []
     for path in locks + leftovers:
+        try:
+            if now - path.stat().st_mtime < target.lock_grace_s:
+                young.append(path)
+                continue
+        except FileNotFoundError:
+            continue
         log.warning("sync %s: removing %s, left by a git that was killed or ran out of space", target.machine,
                     path.relative_to(target.git_dir))
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    if any(path in needed for path in young):
+        lock = next(path for path in young if path in needed)
+        raise SyncBusy(f"{lock.relative_to(target.git_dir)} in {target.repo} is younger than "
+                       f"{target.lock_grace_s:.0f} s and no git runs here that this process can see (the host's?); "
+                       "it is removed when older, the next cycle goes on")
 
 
 def check_state(target: SyncTarget) -> str:
@@ -147,9 +162,10 @@ def check_ownership(target: SyncTarget, branch: str, head: str | None, remote_he
 def _foreign_paths(target: SyncTarget, head: str | None) -> list[str]:
     """The clone's entries (in HEAD or on disk) outside the owned paths and ``.rtbench``, found by
     descending only into the folders that hold an owned path: git then never walks the results."""
-    owned = {target.relative(p) for p in target.owned} | {target.relative(target.state)}
-    if "." in owned:
+    owned = {target.relative(p) for p in target.owned}
+    if "." in owned:  # the results folder is the clone (its .rtbench inside it)
         return []
+    owned.add(target.relative(target.state))
     found, folders = [], [""]
     while folders:
         folder = folders.pop()

@@ -22,6 +22,9 @@ class SyncTarget:
     git_dir: Path = Path(".git")  # absolute (a worktree's own one in a linked worktree)
     object_format: str = "sha1"  # or sha256: how blob ids are computed
     min_free: int = 64 << 20  # bytes free on the clone's disk below which a cycle does not start
+    # A git lock or temporary file is stale when no git runs in the clone and it is this old: a
+    # git of another container or of the host, which /proc does not show, is younger.
+    lock_grace_s: float = 30.0
 
     @classmethod
     def find(cls, results_dir: Path, machine: str, extra_paths: tuple[str, ...] = (),

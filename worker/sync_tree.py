@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,14 +30,19 @@ from pathlib import Path
 
 from benchmark.atomic import write_bytes_atomic
 from benchmark.results import is_record_file_name, preferred_record, record_machine
-from benchmark.settle import CONFLICTS, folder_lock, write_settled
+from benchmark.settle import CONFLICTS, folder_lock, keep_loser, write_settled
 from worker.git_run import SyncError, git, rev
 from worker.sync_target import SyncTarget
 
 log = logging.getLogger(__name__)
 
 INTENT = "sync-advance.json"
-_GENERATED = re.compile(rb'generated(?:_at)?["\'\s:=>]*?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^"\'<\s]*)', re.IGNORECASE)
+# Names this process's temp files in the work tree (``write_bytes_atomic``): a process id is not
+# unique across the containers that share the results folder.
+TEMP_TAG = f"sync{secrets.token_hex(6)}"
+# "generated_at": "...", "Generated: ..." (Markdown), "Generated ...." (HTML): an ISO time.
+_GENERATED = re.compile(rb'generated(?:_at)?["\'\s:=>]*?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?'
+                        rb'(?:Z|[+-]\d\d:?\d\d)?)', re.IGNORECASE)
 
 
 @dataclass
@@ -72,7 +78,8 @@ def tree_blobs(target: SyncTarget, commit: str | None, paths: list[str]) -> dict
     if commit is None:
         return found
     for start in range(0, len(paths), 4000):
-        listed = git(target.repo, "ls-tree", "-r", "-z", commit, "--", *paths[start:start + 4000]).stdout.decode()
+        listed = git(target.repo, "ls-tree", "-r", "-z", commit, "--", *paths[start:start + 4000]).stdout
+        listed = listed.decode(errors="surrogateescape")
         for entry in filter(None, listed.split("\0")):
             info, path = entry.split("\t", 1)
             _, kind, name = info.split()
@@ -102,7 +109,7 @@ def advance(target: SyncTarget, branch: str, old: str | None, new: str,
         git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", "--stdin", data=refs.encode())
         return Followed()
     intent = target.state / INTENT
-    write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new, "pid": os.getpid()}).encode())
+    write_bytes_atomic(intent, json.dumps({"branch": branch, "from": old, "to": new, "temp_tag": TEMP_TAG}).encode())
     followed = _follow(target, old, new)
     git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", "--stdin", data=refs.encode())
     intent.unlink()
@@ -126,9 +133,10 @@ def finish_interrupted(target: SyncTarget, branch: str) -> None:
         return
     log.warning("sync %s: finishing the move of %s to %s that a killed cycle began", target.machine, branch,
                 move["to"][:12])
-    if isinstance(move.get("pid"), int):  # the killed cycle's half-written files (benchmark.atomic)
+    tag = move.get("temp_tag")
+    if isinstance(tag, str) and tag.isalnum():  # the killed cycle's half-written files
         for path, *_ in _changes(target, move["from"], move["to"]):
-            for temp in (target.repo / path).parent.glob(f".{Path(path).name}.{move['pid']}.*.tmp"):
+            for temp in (target.repo / path).parent.glob(f".{Path(path).name}.{tag}.*.tmp"):
                 temp.unlink(missing_ok=True)
     if head == move["to"]:
         _follow(target, move["from"], move["to"])
@@ -149,15 +157,17 @@ def _follow(target: SyncTarget, old: str | None, new: str) -> Followed:
         if status == "D":
             index.append(f"0 {null}\t{path}")
             if path in current and current[path] == old_blob:
-                _remove_if(target, full, old_blob)
+                kept = _remove_if(target, full, old_blob)
+                if kept is not None:
+                    followed.conflicts.append(kept.relative_to(target.state).as_posix())
             continue
         index.append(f"{mode} {new_blob}\t{path}")
         if current.get(path) == new_blob:
             followed.pulled.append(path)
             continue
         prefer, who = _rule(target, path)
-        settled = write_settled(full, contents[new_blob], prefer=prefer, who=who, relative=path,
-                                conflicts_dir=target.state / CONFLICTS, sync_directory=False,
+        settled = write_settled(full, contents[new_blob], prefer=prefer, who=who, relative=conflict_name(target, full),
+                                conflicts_dir=target.state / CONFLICTS, sync_directory=False, temp_tag=TEMP_TAG,
                                 replaceable=lambda raw, was=old_blob: blob_id(target, raw) == was)
         if settled.kept is not None:
             followed.conflicts.append(settled.kept.relative_to(target.state).as_posix())
@@ -167,21 +177,24 @@ def _follow(target: SyncTarget, old: str | None, new: str) -> Followed:
             full.chmod(0o755)
     if index:
         git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
-    followed.pulled = [p for p in followed.pulled if is_record_file_name(p.rsplit("/", 1)[-1])]
+    results = target.relative(target.results_dir)
+    followed.pulled = [p for p in followed.pulled if is_record_file_name(p.rsplit("/", 1)[-1])
+                       and (results == "." or p.startswith(results + "/"))]
     return followed
 
 
 def _changes(target: SyncTarget, old: str | None, new: str) -> list[tuple[str, str | None, str, str, str]]:
     """(path, old blob, new blob, new mode, status A/M/D) of every file that differs."""
     if old is None:
-        listed = git(target.repo, "ls-tree", "-r", "-z", new).stdout.decode()
+        listed = git(target.repo, "ls-tree", "-r", "-z", new).stdout.decode(errors="surrogateescape")
         entries = []
         for line in filter(None, listed.split("\0")):
             info, path = line.split("\t", 1)
             mode, _, blob = info.split()
             entries.append((path, None, blob, mode, "A"))
     else:
-        raw = git(target.repo, "diff-tree", "-r", "-z", "--no-renames", old, new).stdout.decode().split("\0")
+        raw = git(target.repo, "diff-tree", "-r", "-z", "--no-renames", old, new).stdout
+        raw = raw.decode(errors="surrogateescape").split("\0")
         entries = []
         for info, path in zip(raw[0::2], raw[1::2], strict=False):
             if not info.startswith(":"):
@@ -209,14 +222,28 @@ def _blobs(target: SyncTarget, blobs: list[str]) -> dict[str, bytes]:
     return found
 
 
-def _remove_if(target: SyncTarget, full: Path, blob: str | None) -> None:
-    """Delete a file the remote deleted, unless it was rewritten here since."""
+def conflict_name(target: SyncTarget, full: Path) -> str:
+    """A file's name under ``.rtbench/conflicts/``: its path from the folder that holds
+    ``.rtbench`` (as ``benchmark.results.write_record`` names it), else its path in the clone."""
+    relative = os.path.relpath(full, target.state.parent)
+    return target.relative(full) if relative.startswith("..") else relative
+
+
+def _remove_if(target: SyncTarget, full: Path, blob: str | None) -> Path | None:
+    """Delete a file the remote deleted, unless it was rewritten here since; a record is kept
+    under ``conflicts/`` first (someone deleted it on purpose, most likely, but it was a result)."""
     with folder_lock(full.parent):
         try:
-            if blob_id(target, full.read_bytes()) == blob:
-                full.unlink()
+            raw = full.read_bytes()
         except FileNotFoundError:
-            pass
+            return None
+        if blob_id(target, raw) != blob:
+            return None
+        kept = None
+        if is_record_file_name(full.name):
+            kept = keep_loser(target.state / CONFLICTS, conflict_name(target, full), raw, "deleted-upstream")
+        full.unlink()
+        return kept
 
 
 def _rule(target: SyncTarget, path: str) -> tuple[Callable[[bytes, bytes], bool], Callable[[bytes], str]]:
@@ -241,6 +268,6 @@ def _generated(raw: bytes) -> float:
     if found is None:
         return float("-inf")
     try:
-        return datetime.fromisoformat(found.group(1).decode()).timestamp()
+        return datetime.fromisoformat(found.group(1).decode().replace("Z", "+00:00")).timestamp()
     except ValueError:
         return float("-inf")

@@ -5,6 +5,7 @@ that finishes. Prints one JSON line: what the first cycle said, and what the rem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -39,7 +40,8 @@ def main() -> None:
     free, min_free = int(sys.argv[4]), int(sys.argv[5])
     clone = disk / "alpha"
     subprocess.run(["git", "clone", "--quiet", remote, str(clone)], check=True, capture_output=True)
-    alpha = SyncTarget.find(clone / "results", "alpha", min_free=min_free)
+    # lock_grace_s=0: the cycle after the freed disk may remove what the starved git left at once.
+    alpha = dataclasses.replace(SyncTarget.find(clone / "results", "alpha", min_free=min_free), lock_grace_s=0)
     run_cycle(alpha)  # configured as in production, nothing to push
     for repeat in range(40):
         write_record(alpha.results_dir, record("A", "bias_lm_always_on", "click_bell", repeat, "alpha"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -191,6 +193,7 @@ def test_a_remote_url_with_a_token_is_refused_and_never_shown(tmp_path, remote, 
 
 def test_scan_finds_records_the_journal_missed_and_only_records_are_staged(tmp_path, remote):
     a = machine(tmp_path, remote, "alpha")
+    run_cycle(a)  # a clone's first cycle scans: this one finds nothing yet
     by_hand = a.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_4.json"
     by_hand.parent.mkdir(parents=True)
     by_hand.write_text(json.dumps(record("P", "bias_lm_always_on", "click_bell", 4, "alpha")))
@@ -273,17 +276,20 @@ def test_reports_are_shared_and_the_newest_generation_wins(tmp_path, remote):
         content = {"generated_at": generated, "by": target.machine}
         (target.repo / "reports" / "lm20.json").write_text(json.dumps(content))
         (target.repo / "reports" / "lm20.md").write_text(f"# lm20\n\nGenerated: {generated}\n")
+        (target.repo / "reports" / "lm20.html").write_text(  # as reporting/render/html.py words it
+            f"<p class='meta'>Spec <b>lm20</b>: 80 episodes per policy. Generated {generated}.</p>")
 
     report(a, "2026-12-01T10:00:00")
     report(b, "2026-12-01T11:00:00")  # newer
     assert run_cycle(a).pushed
     second = run_cycle(b)  # beta's own, newer reports stand; alpha's are kept aside
-    assert second.pushed and len(second.conflicts) == 2
+    assert second.pushed and len(second.conflicts) == 3
     assert all(c.startswith("conflicts/reports/lm20.") and ".report." in c for c in second.conflicts)
     run_cycle(a)
     for target in (a, b):
         assert json.loads((target.repo / "reports" / "lm20.json").read_text())["by"] == "beta"
         assert "11:00:00" in (target.repo / "reports" / "lm20.md").read_text()
+        assert "11:00:00" in (target.repo / "reports" / "lm20.html").read_text()
     report(a, "2026-12-01T12:00:00")  # alpha regenerates later: its version goes out and wins
     report(b, "2026-12-01T09:00:00")  # an older generation written on beta meanwhile loses
     assert run_cycle(a).pushed
@@ -291,6 +297,7 @@ def test_reports_are_shared_and_the_newest_generation_wins(tmp_path, remote):
     for target in (a, b):
         assert json.loads((target.repo / "reports" / "lm20.json").read_text())["by"] == "alpha"
     assert git(remote, "show", "main:reports/lm20.md").endswith("Generated: 2026-12-01T12:00:00")
+    assert "12:00:00" in git(remote, "show", "main:reports/lm20.html")
 
 
 def test_a_git_lock_is_removed_only_when_no_git_runs_in_the_clone(tmp_path, remote):
@@ -298,8 +305,10 @@ def test_a_git_lock_is_removed_only_when_no_git_runs_in_the_clone(tmp_path, remo
 
     a = machine(tmp_path, remote, "alpha")
     write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
-    (a.git_dir / "index.lock").write_text("")  # as a kill -9 of git leaves it, whatever its age
-    (a.git_dir / "gc.log.lock").write_text("")
+    long_ago = time.time() - 3600
+    for name in ("index.lock", "gc.log.lock"):  # as a kill -9 of git leaves them
+        (a.git_dir / name).write_text("")
+        os.utime(a.git_dir / name, (long_ago, long_ago))
     # A git still working in the clone (it waits on its input): its locks are its own.
     busy = subprocess.Popen(["git", "hash-object", "--stdin"], cwd=a.repo, stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL)
@@ -310,8 +319,12 @@ def test_a_git_lock_is_removed_only_when_no_git_runs_in_the_clone(tmp_path, remo
         assert run_cycle(a).pushed and (a.git_dir / "gc.log.lock").exists()
     finally:
         busy.communicate(b"x", timeout=10)
+    # No git in sight, but a fresh lock: a git of the host or of another container may hold it.
     (a.git_dir / "index.lock").write_text("")
     write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 1, "alpha"))
-    assert run_cycle(a).pushed  # no git running: the stale locks are removed
+    with pytest.raises(SyncBusy, match=r"index.lock in .* is younger than 30 s"):
+        run_cycle(a)
+    os.utime(a.git_dir / "index.lock", (long_ago, long_ago))
+    assert run_cycle(a).pushed  # stale now: removed, with the other stale lock
     assert not (a.git_dir / "index.lock").exists() and not (a.git_dir / "gc.log.lock").exists()
     assert len(remote_records(remote)) == 2

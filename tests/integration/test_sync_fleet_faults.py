@@ -6,6 +6,7 @@ holds the same files, the journals are empty, and the remote only ever moved for
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -20,15 +21,16 @@ from tests.integration.test_sync import assert_fast_forwards_only, git, machine,
 from tests.integration.test_sync_kills import TASKS, Writer, assert_known_state, preferred_of
 from worker.sync import PENDING, run_cycle
 
-CYCLE = ("import sys; from pathlib import Path; import worker.sync as s; s.BACKOFF_S = 0.05\n"
-         "try:\n    print(s.run_cycle(s.SyncTarget.find(Path(sys.argv[1]), sys.argv[2])).line())\n"
+CYCLE = ("import sys, dataclasses; from pathlib import Path; import worker.sync as s; s.BACKOFF_S = 0.05\n"
+         "t = dataclasses.replace(s.SyncTarget.find(Path(sys.argv[1]), sys.argv[2]), lock_grace_s=0)\n"
+         "try:\n    print(s.run_cycle(t).line())\n"
          "except s.SyncError as exc:\n    print(exc); sys.exit(3)")
 
 
 @pytest.mark.slow
 def test_four_machines_with_overwrites_and_random_kills_end_with_every_record_settled(tmp_path,
                                                                                         remote):  # noqa: F811
-    machines = [machine(tmp_path, remote, f"m{i}") for i in range(4)]
+    machines = [dataclasses.replace(machine(tmp_path, remote, f"m{i}"), lock_grace_s=0) for i in range(4)]
     written: dict[str, list[bytes]] = {}
     writer, rng = Writer(written), random.Random(2026)
     kills = 0
@@ -42,6 +44,9 @@ def test_four_machines_with_overwrites_and_random_kills_end_with_every_record_se
         cycles = [subprocess.Popen([sys.executable, "-c", CYCLE, str(t.results_dir), t.machine],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
                   for t in machines]
+        for index, target in enumerate(machines):  # writers go on while the cycles pull and push
+            writer.write(target, "shared", rng.choice(TASKS), rng.randrange(12), minute=rng.randrange(60))
+            writer.write(target, f"P{index}", rng.choice(TASKS), rng.randrange(60), minute=rng.randrange(60))
         for process in cycles:
             if rng.random() < 0.35:
                 time.sleep(rng.uniform(0.0, 0.3))

@@ -10,6 +10,7 @@ the rule settles all its versions, reached by fast-forwards only, and the journa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -37,8 +38,10 @@ case "$KILL_MODE" in
   during) exec 3<&0; "$REAL_GIT" "$@" <&3 & g=$!; sleep "$KILL_DELAY"; kill -9 "$PPID" "$g"; exit 137 ;;
 esac
 """
-CYCLE = ("import sys; from pathlib import Path; from worker.sync import SyncTarget, run_cycle; "
-         "print(run_cycle(SyncTarget.find(Path(sys.argv[1]), sys.argv[2])).line())")
+# lock_grace_s=0: the next cycle starts at once, while the killed git's locks are fresh.
+CYCLE = ("import sys, dataclasses; from pathlib import Path; from worker.sync import SyncTarget, run_cycle; "
+         "t = dataclasses.replace(SyncTarget.find(Path(sys.argv[1]), sys.argv[2]), lock_grace_s=0); "
+         "print(run_cycle(t).line())")
 TASKS = ["click_bell", "adjust_bottle", "open_laptop"]
 
 
@@ -83,7 +86,7 @@ def assert_known_state(target: SyncTarget) -> None:
 
 @pytest.mark.slow
 def test_a_cycle_killed_at_every_git_call_loses_no_record(tmp_path, remote):  # noqa: F811
-    alpha, beta = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
+    alpha, beta = (dataclasses.replace(machine(tmp_path, remote, name), lock_grace_s=0) for name in ("alpha", "beta"))
     shim_dir = tmp_path / "shim"
     shim_dir.mkdir()
     (shim_dir / "git").write_text(SHIM)

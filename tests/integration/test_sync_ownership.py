@@ -204,3 +204,66 @@ def test_status_shows_the_files_the_sync_will_not_commit(tmp_path, remote, redis
     assert "1 file(s) not committed: results/P/bias_lm_always_on/click_bell/episode_0.json" in " ".join(
         shown.split())
     assert "(holds conflict markers)" in " ".join(shown.split())
+
+
+def test_a_results_folder_at_the_top_of_the_clone_syncs_with_its_state_inside(tmp_path, remote):  # noqa: F811
+    """A results repository with the policies at its top: the journal lives in the clone (where
+    every container sharing it sees it), ignored by git and by record scans."""
+    a, b = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
+    top_a, top_b = SyncTarget.find(a.repo, "alpha"), SyncTarget.find(b.repo, "beta")
+    assert top_a.state == a.repo / ".rtbench"
+    write_record(top_a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    write_record(top_b.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "beta",
+                                           finished_at="2026-11-30T09:00:00+00:00"))  # earlier: wins
+    assert run_cycle(top_a).pushed
+    second = run_cycle(top_b)
+    assert second.pushed and second.conflicts == ["conflicts/P/bias_lm_always_on/click_bell/episode_0.json."
+                                                  + second.conflicts[0].rsplit(".json.", 1)[1]]
+    assert ".alpha." in second.conflicts[0]
+    run_cycle(top_a)
+    on_remote = git(remote, "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert "P/bias_lm_always_on/click_bell/episode_0.json" in on_remote
+    assert not any(p.startswith(".rtbench") for p in on_remote)
+    assert json.loads((a.repo / "P/bias_lm_always_on/click_bell/episode_0.json").read_text())["worker"][
+        "machine"] == "beta"
+
+
+def test_every_push_url_is_checked_for_a_credential(tmp_path, remote):  # noqa: F811
+    a = machine(tmp_path, remote, "alpha")
+    git(a.repo, "config", "--add", "remote.origin.pushurl", "https://oauth2:SECRETSECRET@example.invalid/r.git")
+    git(a.repo, "config", "--add", "remote.origin.pushurl", str(remote))
+    write(a, 0)
+    with pytest.raises(SyncError, match="carries a credential") as refused:
+        run_cycle(a)
+    assert "SECRETSECRET" not in str(refused.value)
+
+
+def test_a_remote_rewritten_by_force_is_never_followed(tmp_path, remote, monkeypatch):  # noqa: F811
+    import worker.sync
+
+    monkeypatch.setattr(worker.sync, "BACKOFF_S", 0.05)
+    a, b = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
+    write(a, 0)
+    assert run_cycle(a).pushed
+    git(remote, "config", "receive.denyNonFastForwards", "false")
+    git(b.repo, "push", "--quiet", "--force", "origin", "HEAD:main")  # back to before alpha's push
+    write(a, 1)
+    with pytest.raises(SyncError, match="commit\\(s\\) that origin/main does not have"):
+        run_cycle(a)
+    assert (a.repo / EPISODE.format(0)).exists()  # nothing followed the rewrite
+
+    # The same rewrite while a push is under way: the push fails as a race, and the retry's
+    # pull must not follow the remote backwards either.
+    c = machine(tmp_path, remote, "gamma")
+    write(c, 2)
+    assert run_cycle(c).pushed
+    write(c, 3)
+    hook = c.git_dir / "hooks" / "pre-push"
+    hook.write_text(f"#!/bin/sh\n[ -e {tmp_path}/rewritten ] && exit 0\ntouch {tmp_path}/rewritten\n"
+                    f"cd {b.repo} && git -c user.name=b -c user.email=b@x commit --quiet --allow-empty -m other "
+                    "&& git push --quiet --force origin HEAD:main\n")
+    hook.chmod(0o755)
+    with pytest.raises(SyncError, match="no longer holds main's head .* rewritten by force"):
+        run_cycle(c)
+    assert (c.repo / EPISODE.format(2)).exists() and (c.repo / EPISODE.format(3)).exists()
+    assert git(c.repo, "rev-parse", "HEAD") != git(remote, "rev-parse", "main")  # not followed
