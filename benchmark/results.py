@@ -93,7 +93,8 @@ def finished_at(record: Mapping[str, Any]) -> float:
 def preferred_record(a: bytes, b: bytes) -> bool:
     """Whether record file ``a`` wins over ``b``, two versions of one episode: a done record
     beats one that is not (valid, then a deterministic error, then an infrastructure error,
-    then an unreadable file), then the earlier ``finished_at``, then the machine name, then the
+    then an unreadable file), then the earlier ``finished_at`` (among infrastructure errors,
+    which say "run me again", the later: the newest attempt), then the machine name, then the
     bytes. A total order: every machine settles the same versions the same way, in any order."""
     return _rank(a) < _rank(b)
 
@@ -107,7 +108,7 @@ def _rank(raw: bytes) -> tuple:
     machine = str(worker.get("machine", "")) if isinstance(worker, dict) else ""
     label = error_label(record.get("error"))
     outcome = 0 if label is None else 2 if label in INFRASTRUCTURE_ERROR_LABELS else 1
-    return (outcome, finished_at(record), machine, raw)
+    return (outcome, -finished_at(record) if outcome == 2 else finished_at(record), machine, raw)
 
 
 def record_machine(raw: bytes) -> str:
@@ -204,8 +205,8 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_dir
     settled = write_settled(key.result_path(results), data, prefer=preferred_record, relative=relative,
                             conflicts_dir=conflicts_dir(results), who=record_machine, sync_directory=sync_directory)
     if settled.kept is not None:
-        log.warning("episode %s: %s version kept as %s (the rule: a done record first, then the earlier "
-                    "finished_at)", key.id, "the older" if settled.written else "this", settled.kept)
+        log.warning("episode %s: %s version kept as %s (the rule: a done record first, "
+                    "then the earlier finished_at)", key.id, "the older" if settled.written else "this", settled.kept)
     note_written(results, relative)
     return key.result_path(results)
 

@@ -71,7 +71,7 @@ class GitFailed(SyncError):
     def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
         self.returncode, self.stderr = returncode, stderr
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
-        super().__init__(f"git {args[0]} failed ({returncode}): {last}")
+        super().__init__(f"git {_command(args)} failed ({returncode}): {last}")
 
 
 def git(repo: Path, *args: str, data: bytes | None = None, check: bool = True,
@@ -86,11 +86,11 @@ def git(repo: Path, *args: str, data: bytes | None = None, check: bool = True,
         result = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, env=env,
                                 timeout=GIT_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise SyncError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s (network?)") from None
+        raise SyncError(f"git {_command(args)} took longer than {GIT_TIMEOUT_S:.0f} s (network?)") from None
     if result.returncode != 0:
         stderr = redact(result.stderr.decode(errors="replace"))
         if says_disk_full(stderr, repo):
-            raise DiskFull(f"the disk of {repo} is full (git {args[0]}: {last_line(stderr)}); free space: "
+            raise DiskFull(f"the disk of {repo} is full (git {_command(args)}: {last_line(stderr)}); free space: "
                            "nothing is lost, the next cycle goes on")
         if check:
             raise GitFailed(args, result.returncode, stderr)
@@ -115,6 +115,17 @@ def use_deploy_key(key_file: Path) -> None:
         out.write(key)
     os.environ["GIT_SSH_COMMAND"] = (f"ssh -i {copy} -o IdentitiesOnly=yes -o BatchMode=yes "
                                      "-o StrictHostKeyChecking=accept-new")
+
+
+def _command(args: tuple[str, ...]) -> str:
+    """The git command among the arguments (``push`` in ``-c pack.window=0 push ...``)."""
+    it = iter(args)
+    for arg in it:
+        if arg == "-c":
+            next(it, None)
+        elif not arg.startswith("-"):
+            return arg
+    return args[0] if args else "?"
 
 
 def rev(repo: Path, ref: str) -> str | None:

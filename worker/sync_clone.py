@@ -150,7 +150,12 @@ def check_ownership(target: SyncTarget, branch: str, head: str | None, remote_he
     if not others:
         return
     listed = git(target.repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", *others).stdout
-    found = [entry[3:] for entry in listed.decode(errors="replace").split("\0") if len(entry) > 3]
+    fields, found = iter(listed.decode(errors="replace").split("\0")), []
+    for entry in fields:
+        if len(entry) > 3:
+            found.append(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: its source follows as a field of its own
+                next(fields, None)
     if found:
         owned = ", ".join(target.relative(p) + "/" for p in target.owned)
         shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")

@@ -55,7 +55,8 @@ def tree(tmp_path_factory):
     other = copy.deepcopy(written[2])
     other["perturbation_log"]["config"]["params"] = {"b": [0.0] * 14}
     other_key = EpisodeKey(other["policy"], other["setting_id"], other["task"], other["repeat_idx"])
-    write_record(root, other)  # overwrites written[2] on disk
+    # Over written[2] on disk, by another tool (write_record would keep the preferred of the two).
+    other_key.result_path(root).write_text(json.dumps(other, indent=2))
     written = [r for r in written if EpisodeKey(r["policy"], r["setting_id"], r["task"], r["repeat_idx"]) != other_key]
     # A record in another policy's folder (misplaced), and a second file of one episode (duplicate).
     misplaced = copy.deepcopy(written[3])

@@ -103,3 +103,13 @@ def test_concurrent_writers_of_one_episode_end_with_the_preferred_version_and_ev
     distinct = set(versions)
     assert len(kept(results)) >= len(distinct) - 1  # every other version, kept once or more
     assert set(kept(results).values()) == distinct - {best}
+
+
+def test_among_infrastructure_errors_the_newest_attempt_stands(tmp_path):
+    """An infrastructure error says "run me again": a retry that failed the same way replaces it."""
+    results = tmp_path / "results"
+    write_record(results, make("alpha", error="worker_lost: killed", finished="09:00"))
+    write_record(results, make("alpha", error="worker_lost: killed again", finished="10:00"))
+    assert on_disk(results)["error"] == "worker_lost: killed again"
+    write_record(results, make("beta", error="worker_lost: older", finished="08:00"))
+    assert on_disk(results)["error"] == "worker_lost: killed again"
