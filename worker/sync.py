@@ -33,6 +33,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from benchmark.results import is_record_file_name
 from benchmark.sync_journal import JOURNAL_NAME, SCAN_NEEDED, journal_path, make_state_dir, read_part, state_dir
 from worker.git_run import DiskFull, SyncBusy, SyncError, git, last_line, redact, rev
 from worker.sync_clone import RUNNING, check_ownership, check_space, check_state, settle_leftovers
-from worker.sync_commit import build_commit, changes_against, extra_changes
+from worker.sync_commit import Changes, build_commit, changes_against, extra_changes
 from worker.sync_target import SyncTarget
 from worker.sync_tree import advance, finish_interrupted, tree_blobs
 
@@ -251,20 +252,25 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
         configure_clone(target, config)
         check_remote_urls(target, config)
         parts = take_journal(target)
-        tracking = f"refs/remotes/{target.remote}/{branch}"
-        remote_head = _fetch(target, branch, tracking)
-        head = rev(target.repo, "HEAD")
-        check_ownership(target, branch, head, remote_head)
-        head = _pull(target, branch, head, remote_head, result)
         lines = journal_lines(parts)
-        scan = scan or _scan_due(target)
-        if scan:  # found records wait in the journal like written ones until the remote holds them
-            top = target.relative(target.results_dir)
-            lines = list(dict.fromkeys(lines + [os.path.relpath(p, top) for p in scanned_records(target)]))
-        paths = target.clone_paths(lines)
-        extras, deleted = extra_changes(target)
+        tracking = f"refs/remotes/{target.remote}/{branch}"
+        with ThreadPoolExecutor(1) as pool:  # the fetch runs while the files are read and compared
+            fetching = pool.submit(_fetch, target, branch, tracking)
+            head = rev(target.repo, "HEAD")
+            scan = scan or _scan_due(target)
+            if scan:  # found records wait in the journal like written ones until the remote holds them
+                top = target.relative(target.results_dir)
+                lines = list(dict.fromkeys(lines + [os.path.relpath(p, top) for p in scanned_records(target)]))
+            paths = target.clone_paths(lines)
+            extras, deleted = extra_changes(target)
+            changes: Changes | None = changes_against(target, head, paths + extras, deleted)  # (only reads)
+            remote_head = fetching.result()
+        check_ownership(target, branch, head, remote_head)
+        if _pull(target, branch, head, remote_head, result) != head:
+            head, changes = remote_head, None  # compared again, with the pulled files
         for attempt in range(1, PUSH_ATTEMPTS + 1):
-            changes = changes_against(target, head, paths + extras, deleted)
+            if changes is None:
+                changes = changes_against(target, head, paths + extras, deleted)
             on_remote = changes.base if head == remote_head else None  # the blobs the remote holds
             result.rejected = changes.rejected
             if not changes.files and not changes.deleted:
@@ -275,7 +281,8 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
                 break
             commit = build_commit(target, head, changes)
             result.push_attempts = attempt
-            if _push(target, branch, commit):
+            pushed, refused = _push(target, branch, commit)
+            if pushed:
                 advance(target, branch, head, commit, committed=changes.committed(), tracking=tracking)
                 result.pushed, result.head = True, commit
                 result.committed, result.policies = len(records), _policies(target, records)
@@ -286,8 +293,13 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
             log.info("sync %s: push rejected (another machine pushed first); again in %.1f s", target.machine, delay)
             time.sleep(delay)
             remote_head = _fetch(target, branch, tracking)
-            head = _pull(target, branch, head, remote_head, result)
+            head, changes = _pull(target, branch, head, remote_head, result), None
         else:
+            lock = next((line.strip() for line in refused.splitlines() if "Unable to create" in line), None)
+            if lock:
+                raise SyncError(f"push to {target.remote} still refused after {PUSH_ATTEMPTS} attempts: the remote "
+                                f"holds a lock ({lock}); if no push to it is running (a killed one left it), "
+                                "remove that file on the remote; the records stay here")
             raise SyncError(f"push to {target.remote} still rejected after {PUSH_ATTEMPTS} attempts (busy "
                             "remote); the records stay here and the next cycle pushes them")
         result.head = result.head or remote_head
@@ -317,17 +329,18 @@ def _pull(target: SyncTarget, branch: str, head: str | None, remote_head: str | 
     return remote_head
 
 
-def _push(target: SyncTarget, branch: str, commit: str) -> bool:
-    """Push ``commit`` to the branch, never forced: True when the remote took it, False when
-    another machine pushed first; any other refusal raises, saying which it is."""
+def _push(target: SyncTarget, branch: str, commit: str) -> tuple[bool, str]:
+    """Push ``commit`` to the branch, never forced: (True, "") when the remote took it, (False,
+    what it said) when another machine pushed first or holds the ref's lock; any other refusal
+    raises, saying which it is."""
     # No delta search: records are small and the search costs more than it saves.
     pushed = git(target.repo, "-c", "pack.window=0", "push", "--porcelain", target.remote,
                  f"{commit}:refs/heads/{branch}", check=False)
     if pushed.returncode == 0:
-        return True
+        return True, ""
     text = redact(pushed.stderr.decode(errors="replace") + pushed.stdout.decode(errors="replace"))
     if any(race in text for race in _PUSH_RACES):
-        return False
+        return False, text
     if any(sign in text for sign in _UNREACHABLE):
         raise SyncError(f"cannot reach the push URL of remote {target.remote!r}: {last_line(text)} (the network, "
                         "the URL, or a key that may not push); the records stay here and the next cycle pushes them")

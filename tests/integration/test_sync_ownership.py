@@ -267,3 +267,16 @@ def test_a_remote_rewritten_by_force_is_never_followed(tmp_path, remote, monkeyp
         run_cycle(c)
     assert (c.repo / EPISODE.format(2)).exists() and (c.repo / EPISODE.format(3)).exists()
     assert git(c.repo, "rev-parse", "HEAD") != git(remote, "rev-parse", "main")  # not followed
+
+
+def test_a_lock_left_on_the_remote_is_named_after_the_retries(tmp_path, remote, monkeypatch):  # noqa: F811
+    import worker.sync
+
+    monkeypatch.setattr(worker.sync, "BACKOFF_S", 0.01)
+    a = machine(tmp_path, remote, "alpha")
+    (remote / "refs" / "heads" / "main.lock").write_text("")  # a push to the remote killed midway
+    write(a, 0)
+    with pytest.raises(SyncError, match=r"still refused after 5 attempts: the remote holds a lock .*main\.lock"):
+        run_cycle(a)
+    (remote / "refs" / "heads" / "main.lock").unlink()
+    assert run_cycle(a).pushed and remote_records(remote) == {EPISODE.format(0)}
