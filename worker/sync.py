@@ -40,7 +40,6 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from benchmark.atomic import write_bytes_atomic
-from benchmark.results import is_record_file_name
 from benchmark.sync_journal import JOURNAL_NAME, SCAN_NEEDED, journal_path, make_state_dir, read_part, state_dir
 from worker.git_run import DiskFull, SyncBusy, SyncError, git, last_line, redact, rev
 from worker.sync_clone import RUNNING, check_ownership, check_space, check_state, settle_leftovers
@@ -216,8 +215,8 @@ def _scan_due(target: SyncTarget) -> bool:
 def scanned_records(target: SyncTarget) -> list[str]:
     """Record files git does not have, or has in another version (the journal missed them)."""
     listed = git(target.repo, "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--",
-                  target.relative(target.results_dir)).stdout.decode(errors="surrogateescape").split("\0")
-    return [path for path in listed if path and is_record_file_name(path.rsplit("/", 1)[-1])]
+                  target.results_top).stdout.decode(errors="surrogateescape").split("\0")
+    return [path for path in listed if path and target.is_record(path)]
 
 
 def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[[], bool] = lambda: True,
@@ -242,7 +241,7 @@ def run_cycle(target: SyncTarget, *, scan: bool = False, push_allowed: Callable[
 def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wait_s: float) -> CycleResult:
     result = CycleResult(target.machine)
     with cycle_lock(target, wait_s):
-        settle_leftovers(target)  # first: what a starved git left may be what fills the disk
+        settle_leftovers(target, wait_s)  # first: what a starved git left may fill the disk
         check_space(target)
         running = target.state / RUNNING
         running.touch()  # removed when the cycle finishes: its presence says the last one did not
@@ -259,8 +258,8 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
             head = rev(target.repo, "HEAD")
             scan = scan or _scan_due(target)
             if scan:  # found records wait in the journal like written ones until the remote holds them
-                top = target.relative(target.results_dir)
-                lines = list(dict.fromkeys(lines + [os.path.relpath(p, top) for p in scanned_records(target)]))
+                found = [os.path.relpath(p, target.results_top) for p in scanned_records(target)]
+                lines = list(dict.fromkeys(lines + found))
             paths = target.clone_paths(lines)
             extras, deleted = extra_changes(target)
             changes: Changes | None = changes_against(target, head, paths + extras, deleted)  # (only reads)
@@ -285,7 +284,7 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
             if pushed:
                 advance(target, branch, head, commit, committed=changes.committed(), tracking=tracking)
                 result.pushed, result.head = True, commit
-                result.committed, result.policies = len(records), _policies(target, records)
+                result.committed, result.policies = len(records), target.policies(records)
                 on_remote = {path: blob for path, blob in {**changes.base, **changes.committed()}.items() if blob}
                 head = remote_head = commit
                 break
@@ -370,12 +369,6 @@ def _keep_unpushed(target: SyncTarget, parts: list[Path], lines: list[str], remo
         if not waiting or part.name != carried.name:
             part.unlink(missing_ok=True)
     return len(waiting)
-
-
-def _policies(target: SyncTarget, records: list[str]) -> list[str]:
-    results = target.relative(target.results_dir)
-    skip = len(results.split("/")) if results != "." else 0
-    return sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
 
 
 def _fetch(target: SyncTarget, branch: str, tracking: str) -> str | None:

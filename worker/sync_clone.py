@@ -79,7 +79,20 @@ def _leftovers(git_dir: Path) -> list[Path]:
     return found
 
 
-def settle_leftovers(target: SyncTarget) -> None:
+def settle_leftovers(target: SyncTarget, wait_s: float = 0.0) -> None:
+    """``_settle_leftovers``, waiting up to ``wait_s`` for a git that holds a lock, or for a lock
+    to grow stale (a cycle run by hand right after a kill waits instead of failing)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _settle_leftovers(target)
+        except SyncBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _settle_leftovers(target: SyncTarget) -> None:
     """Remove stale locks (always checked) and, after a cycle that did not finish, the rest.
     Stale: no git runs in the clone and the file is older than ``lock_grace_s`` (a git of the
     host or another container is invisible here). With a git running (a background ``gc

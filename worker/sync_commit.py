@@ -49,9 +49,7 @@ class Changes:
         return {**{path: blob for path, (_, blob) in self.files.items()}, **dict.fromkeys(self.deleted)}
 
     def records(self, target: SyncTarget) -> list[str]:
-        results = target.relative(target.results_dir)
-        return [p for p in self.files if (results == "." or p.startswith(f"{results}/"))
-                and is_record_file_name(p.rsplit("/", 1)[-1])]
+        return [path for path in self.files if target.is_record(path)]
 
 
 def extra_changes(target: SyncTarget) -> tuple[list[str], list[str]]:
@@ -110,10 +108,8 @@ def _problem(path: str, data: bytes) -> str | None:
 def build_commit(target: SyncTarget, parent: str | None, changes: Changes) -> str:
     """One commit of ``changes`` on ``parent`` at ``OUTGOING``; returns its id."""
     records = changes.records(target)
-    results = target.relative(target.results_dir)
-    skip = len(results.split("/")) if results != "." else 0
-    policies = sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
-    message = f"results: {target.machine} +{len(records)} episodes ({', '.join(policies) or 'no records'})"
+    policies = ", ".join(target.policies(records)) or "no records"
+    message = f"results: {target.machine} +{len(records)} episodes ({policies})"
     who = f"rtbench {target.machine} <rtbench@{target.machine}> {int(time.time())} +0000"
     stream = [b"feature done\n", f"reset {OUTGOING}\n".encode(),
               f"commit {OUTGOING}\nmark :1\nauthor {who}\ncommitter {who}\n".encode(),

@@ -84,7 +84,7 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
         raise error from None
     done = broker.call("done-set", lambda s: _mark_pulled_done(target, result.pulled, s), 0)
     log.info("%s%s", result.line(), f"; {done} pulled record(s) joined the done-set" if done else "")
-    fields = {"last_run": time.time(), "pending": result.waiting + _waiting(settings, live_only=True),
+    fields = {"last_run": time.time(), "pending": _waiting(settings),
               "last_error": "", "committed": result.committed, "rejected": len(result.rejected),
               "rejected_files": ", ".join(result.rejected[:3])}
     if result.pushed or result.head:
@@ -93,15 +93,9 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
     return result
 
 
-def _waiting(settings: Settings, live_only: bool = False) -> int:
-    """Records written and not known to be on the remote (the live journal only: after a cycle,
-    whose carried-over part it counted itself)."""
+def _waiting(settings: Settings) -> int:
+    """Records written and not known to be on the remote (0 when the journal cannot be read)."""
     try:
-        if live_only:
-            from benchmark.sync_journal import journal_path
-
-            with open(journal_path(settings.results_dir), "rb") as journal:
-                return sum(1 for line in journal if line.strip())
         return waiting_records(settings.results_dir)
     except OSError:
         return 0

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.results import is_record_file_name
 from benchmark.sync_journal import state_dir
 from worker.git_run import SyncError, git
 
@@ -68,10 +69,35 @@ class SyncTarget:
                 return True
         return False
 
+    @property
+    def results_top(self) -> str:
+        """The results folder's path in the clone (``.`` when it is the clone)."""
+        return self.relative(self.results_dir)
+
+    @property
+    def null_oid(self) -> str:
+        """git's id for "no object" in this clone's object format."""
+        return "0" * (64 if self.object_format == "sha256" else 40)
+
+    def in_results(self, path: str) -> bool:
+        """Whether a path of the clone lies in the results folder."""
+        top = self.results_top
+        return top == "." or path.startswith(top + "/")
+
+    def is_record(self, path: str) -> bool:
+        """Whether a path of the clone is an episode record of the results folder."""
+        return self.in_results(path) and is_record_file_name(path.rsplit("/", 1)[-1])
+
+    def policies(self, records: list[str]) -> list[str]:
+        """The policies (first folder under the results folder) of these record paths."""
+        top = self.results_top
+        skip = len(top.split("/")) if top != "." else 0
+        return sorted({p.split("/")[skip] for p in records if len(p.split("/")) > skip + 1})
+
     def clone_paths(self, lines: list[str]) -> list[str]:
         """Paths relative to the results folder, made relative to the clone (string work: a
         cycle turns thousands)."""
-        top = self.relative(self.results_dir)
+        top = self.results_top
         return list(lines) if top == "." else [f"{top}/{line}" for line in lines]
 
     def relative(self, path: Path) -> str:

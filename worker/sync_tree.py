@@ -96,16 +96,13 @@ def advance(target: SyncTarget, branch: str, old: str | None, new: str,
     ``committed`` (path -> blob id, None for a deletion): ``new`` is our own commit of these files
     on ``old``, made from the work tree; only the index needs telling (a file rewritten since is
     in the journal)."""
-    null = "0" * (64 if target.object_format == "sha256" else 40)
-    refs = f"update refs/heads/{branch} {new} {old or null}\n"
+    refs = f"update refs/heads/{branch} {new} {old or target.null_oid}\n"
     if tracking:
         refs += f"update {tracking} {new}\n"
     if committed is not None:
         # No intent needed: a kill before the refs move leaves an index ahead of HEAD in owned
         # paths only, and the next cycle's pull moves the branch to this (pushed) commit.
-        index = [f"100644 {blob}\t{path}" if blob else f"0 {null}\t{path}" for path, blob in committed.items()]
-        if index:
-            git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
+        _tell_index(target, [(path, "100644", blob) for path, blob in committed.items()])
         git(target.repo, "update-ref", "-m", f"rtbench sync {target.machine}", "--stdin", data=refs.encode())
         return Followed()
     intent = target.state / INTENT
@@ -151,17 +148,16 @@ def _follow(target: SyncTarget, old: str | None, new: str) -> Followed:
     wanted = [new_blob for path, _, new_blob, _, status in entries if status != "D" and current.get(path) != new_blob]
     contents = _blobs(target, wanted)
     followed, index = Followed(), []
-    null = "0" * (64 if target.object_format == "sha256" else 40)
     for path, old_blob, new_blob, mode, status in entries:
         full = target.repo / path
         if status == "D":
-            index.append(f"0 {null}\t{path}")
+            index.append((path, "0", None))
             if path in current and current[path] == old_blob:
                 kept = _remove_if(target, full, old_blob)
                 if kept is not None:
                     followed.conflicts.append(kept.relative_to(target.state).as_posix())
             continue
-        index.append(f"{mode} {new_blob}\t{path}")
+        index.append((path, mode, new_blob))
         if current.get(path) == new_blob:
             followed.pulled.append(path)
             continue
@@ -175,12 +171,16 @@ def _follow(target: SyncTarget, old: str | None, new: str) -> Followed:
             followed.pulled.append(path)
         if mode == "100755":
             full.chmod(0o755)
-    if index:
-        git(target.repo, "update-index", "-z", "--index-info", data="\0".join(index).encode() + b"\0")
-    results = target.relative(target.results_dir)
-    followed.pulled = [p for p in followed.pulled if is_record_file_name(p.rsplit("/", 1)[-1])
-                       and (results == "." or p.startswith(results + "/"))]
+    _tell_index(target, index)
+    followed.pulled = [path for path in followed.pulled if target.is_record(path)]
     return followed
+
+
+def _tell_index(target: SyncTarget, entries: list[tuple[str, str, str | None]]) -> None:
+    """Set the index entries (path, mode, blob id; None: removed) without reading the files."""
+    lines = [f"{mode} {blob}\t{path}" if blob else f"0 {target.null_oid}\t{path}" for path, mode, blob in entries]
+    if lines:
+        git(target.repo, "update-index", "-z", "--index-info", data="\0".join(lines).encode() + b"\0")
 
 
 def _changes(target: SyncTarget, old: str | None, new: str) -> list[tuple[str, str | None, str, str, str]]:
@@ -249,11 +249,9 @@ def _remove_if(target: SyncTarget, full: Path, blob: str | None) -> Path | None:
 def _rule(target: SyncTarget, path: str) -> tuple[Callable[[bytes, bytes], bool], Callable[[bytes], str]]:
     """How the remote's version of ``path`` (first argument) meets a local one: ``prefer`` and the
     name a kept loser gets."""
-    results = target.relative(target.results_dir)
-    in_results = results == "." or path.startswith(results + "/")
-    if in_results and is_record_file_name(path.rsplit("/", 1)[-1]):
+    if target.is_record(path):
         return preferred_record, record_machine
-    if not in_results and target.owns(path):
+    if not target.in_results(path) and target.owns(path):
         return newer_report, lambda _raw: "report"
     return (lambda _remote, _local: True), lambda _raw: "local"
 

@@ -6,6 +6,7 @@ that finishes. Prints one JSON line: what the first cycle said, and what the rem
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import subprocess
@@ -27,8 +28,9 @@ def fill(disk: Path, free: int) -> Path:
             try:
                 while True:
                     os.write(fd, b"\0" * chunk)
-            except OSError:
-                pass
+            except OSError as exc:  # full at this chunk size: on with a smaller one
+                if exc.errno != errno.ENOSPC:
+                    raise
     finally:
         os.close(fd)
     os.truncate(ballast, max(0, ballast.stat().st_size - free))

@@ -328,3 +328,14 @@ def test_a_git_lock_is_removed_only_when_no_git_runs_in_the_clone(tmp_path, remo
     assert run_cycle(a).pushed  # stale now: removed, with the other stale lock
     assert not (a.git_dir / "index.lock").exists() and not (a.git_dir / "gc.log.lock").exists()
     assert len(remote_records(remote)) == 2
+
+
+def test_a_cycle_run_by_hand_waits_for_a_fresh_lock_to_grow_stale(tmp_path, remote):
+    import dataclasses
+
+    a = dataclasses.replace(machine(tmp_path, remote, "alpha"), lock_grace_s=2.0)
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    (a.git_dir / "index.lock").write_text("")  # a sync service killed a moment ago left it
+    started = time.monotonic()
+    assert run_cycle(a, wait_s=30).pushed  # as `worker sync --once` runs it
+    assert time.monotonic() - started >= 1.0 and not (a.git_dir / "index.lock").exists()
