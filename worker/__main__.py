@@ -49,7 +49,7 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     # of them (numpy, the backends, the policies).
     from benchmark.backends import available_backends, run_self_test
     from benchmark.policies import check_policies_file
-    from benchmark.policies.policies_file import PoliciesFile
+    from benchmark.policies.policies_file import PROBE_SLOT, PoliciesFile, WorkerSlot
     from benchmark.run.settings import check_device
     from worker.gpu import lease_gpu, pin, visible_gpus
 
@@ -68,8 +68,9 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         raise SettingsError(f"RTBENCH_BACKEND={settings.backend!r}: unknown backend; known backends: "
                             f"{', '.join(available_backends())} (add one through the 'rtbench.backends' "
                             "entry-point group)")
-    if settings.policies_file is not None:  # a bad entry stops the worker now (exit 2), not each episode
-        check_policies_file(PoliciesFile.load(settings.policies_file))
+    policies_file = PoliciesFile.load(settings.policies_file) if settings.policies_file else None
+    if policies_file is not None:  # a bad entry stops the worker now (exit 2), not each episode
+        check_policies_file(policies_file, PROBE_SLOT)  # the real slot's values: after the lease
     heartbeat = Heartbeat(settings.heartbeat_file, f"worker{os.getpid()}@{settings.machine}") \
         if settings.heartbeat_file else None
     spare = (lambda: heartbeat.beat("spare, waiting for a GPU")) if heartbeat else None
@@ -93,6 +94,16 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         name = f"gpu{lease.label}@{settings.machine}"
     else:
         name = f"cpu{os.getpid()}@{settings.machine}"
+    leases = None
+    if policies_file is not None:  # each stateful policy server serves this worker alone
+        from worker.queue.state import connect
+        from worker.server_leases import ServerLeases, renew_on_heartbeats, servers_to_lease
+
+        slot = WorkerSlot.of(settings.leased_gpu, settings.leased_slot, settings.slots_per_gpu)
+        leases = ServerLeases(connect(settings.broker_url), name, settings.machine,
+                              servers_to_lease(policies_file, slot, settings.machine), settings.server_lease_ttl_s)
+        leases.acquire()  # another worker's server: exit 2, one line naming both
+        renew_on_heartbeats(leases)
     start_heartbeat(settings.heartbeat_file, name)
     # On the leased GPU, in a separate process: a machine that cannot run the backend (e.g.
     # RoboTwin cannot render) stops here, exit 2, before it takes a single episode.
@@ -108,10 +119,14 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
 
     # Celery's command line itself, so that its exit status comes back (app.worker_main and
     # app.start drop it).
-    status = celery_command.main(["--app=worker.app:app", "worker", "--pool=prefork", "--concurrency=1",
-                                  f"--hostname={name}", f"--queues={','.join(settings.queues)}",
-                                  f"--loglevel={loglevel}", "--task-events", "--without-mingle", "--without-gossip"],
-                                 prog_name="celery", standalone_mode=False)
+    try:
+        status = celery_command.main(["--app=worker.app:app", "worker", "--pool=prefork", "--concurrency=1",
+                                      f"--hostname={name}", f"--queues={','.join(settings.queues)}",
+                                      f"--loglevel={loglevel}", "--task-events", "--without-mingle",
+                                      "--without-gossip"], prog_name="celery", standalone_mode=False)
+    finally:
+        if leases is not None:  # killed outright instead, they lapse after RTBENCH_SERVER_LEASE_TTL
+            leases.release()
     sys.exit(status or 0)
 
 

@@ -35,7 +35,7 @@ from benchmark.common.atomic import fsync_directory
 from benchmark.common.errors import BenchmarkError
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
-from benchmark.policies.policies_file import PoliciesFile
+from benchmark.policies.policies_file import PoliciesFile, WorkerSlot
 from benchmark.records.episode_errors import RetryableEpisodeError
 from benchmark.records.episodes import EpisodeKey
 from benchmark.records.results import counts_as_done, episode_done, write_record
@@ -177,7 +177,9 @@ class ChildContext:
         (a RuntimeError in ``load``, CUDA failing to start) propagates and is retried."""
         if name not in self._policies:
             try:
-                self._policies[name] = load_policy(name, {}, self.device, self.policies_file)
+                slot = WorkerSlot.of(self.settings.leased_gpu, self.settings.leased_slot,
+                                     self.settings.slots_per_gpu)
+                self._policies[name] = load_policy(name, {}, self.device, self.policies_file, slot)
             except PolicyError as exc:
                 raise DeadLetter("unknown_policy", str(exc)) from None
         return self._policies[name]

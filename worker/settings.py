@@ -63,6 +63,8 @@ class Settings(RunSettings):
     visibility_margin_s: float = 300.0   # visibility timeout = hard limit + this
     max_tasks_per_child: int = 100
     claim_ttl_s: float = 60.0            # a running episode's claim expires this long after its last heartbeat
+    # A worker's lease on its policy servers' addresses lapses this long after the worker dies.
+    server_lease_ttl_s: float = field(default=60.0, metadata={"env": "server_lease_ttl"})
     queues: tuple[str, ...] = ("episodes",)
     preload_specs: tuple[str, ...] = ()  # loaded once in the worker's main process, inherited by children
     unacked_restore_interval_s: float = 10.0
@@ -134,6 +136,8 @@ class Settings(RunSettings):
                           ("BLOCKED_PROBE_INTERVAL", "blocked_probe_s")):
             if (value := read(env, name)) is not None:
                 values[key] = number(f"RTBENCH_{name}", value, float, 1)
+        if (value := read(env, "SERVER_LEASE_TTL")) is not None:  # renewed every ~2 s: 10 s leaves room
+            values["server_lease_ttl_s"] = number("RTBENCH_SERVER_LEASE_TTL", value, float, 10)
         if (value := read(env, "SHUTDOWN_GRACE")) is not None:
             values["shutdown_grace_s"] = number("RTBENCH_SHUTDOWN_GRACE", value, float, 0)
         if (value := read(env, "SYNC_INTERVAL")) is not None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,85 @@ def test_enqueue_warns_when_the_policies_file_lacks_the_policy(producer, user_ch
                                                          "RTBENCH_BROKER_URL": "redis://127.0.0.1:1/0"})
     assert f"RTBENCH_POLICIES_FILE {env_file} has no policy 'Motus' (it lists HoldStill)" in \
         " ".join(result.stderr.split())
+
+
+def _server_config(root: Path, port: str, shared: bool = False) -> None:
+    """HoldStill's config talks to a policy server at localhost:<port> (what it reaches is
+    written to ${REPORT_TO}.<slot>, so that the test sees each worker's own values)."""
+    (root / "configs" / "hold_still.yml").write_text(textwrap.dedent(f"""\
+        host: localhost
+        port: "{port}"
+        chunk: 4
+        report_to: "${{REPORT_TO}}.{{slot}}"
+        """) if "slot" in port else textwrap.dedent(f"""\
+        host: localhost
+        port: {port}
+        chunk: 4
+        report_to: ${{REPORT_TO}}
+        """))
+    if shared:
+        with (root / "policies.yml").open("a") as policies:
+            policies.write("    server_shared: true\n")
+
+
+def _lease(broker, address: str) -> dict | None:
+    held = broker.get(f"rtbench:policy_server:{address}")
+    return json.loads(held) if held else None
+
+
+def test_each_gpu_slot_reaches_its_own_policy_server(workers, producer, broker, tmp_path, user_checkout):
+    _server_config(user_checkout, "{8000 + slot}")
+    report = tmp_path / "seen.json"
+    env = {"RTBENCH_POLICIES_FILE": str(user_checkout / "policies.yml"), "REPORT_TO": str(report),
+           "CUDA_VISIBLE_DEVICES": "0", "RTBENCH_SLOTS_PER_GPU": "2", "RTBENCH_DEVICE": "cpu"}
+    workers("--lease-gpus", env=env), workers("--lease-gpus", env=env)
+    assert {port: _lease(broker, f"localhost@testbox:{port}")["worker"] for port in (8000, 8001)} == \
+        {8000: "gpu0.0@testbox", 8001: "gpu0.1@testbox"}
+    sent = producer("enqueue", "lm20", "--policy", "HoldStill", "--tasks", "click_bell", "--max-repeat", "2",
+                    "--settings", "bias_lm_always_on,scale_lm_always_on")
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: done_count(broker) == 4, 120, "the four episodes")
+    seen = {slot: json.loads(path.read_text())["port"]
+            for slot in (0, 1) if (path := Path(f"{report}.{slot}")).exists()}
+    assert seen and all(port == 8000 + slot for slot, port in seen.items()), seen  # ints, each its own
+
+
+def test_a_second_worker_on_a_leased_server_stops_at_start_naming_both(
+        workers, broker, queue_env, user_checkout):
+    _server_config(user_checkout, "8000")
+    env = {**queue_env, "RTBENCH_POLICIES_FILE": str(user_checkout / "policies.yml"), "REPORT_TO": "/dev/null",
+           "RTBENCH_DEVICE": "cpu", "RTBENCH_SERVER_LEASE_TTL": "10"}
+    started, first = time.monotonic(), workers(env=env)
+    holder = f"cpu{first.pid}@testbox"
+    assert _lease(broker, "localhost@testbox:8000")["worker"] == holder
+
+    def second() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "worker"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env})
+
+    refused = second()
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = [line for line in refused.stderr.splitlines() if "policy server" in line]
+    assert len(lines) == 1 and len(lines[0]) <= 80, refused.stderr[-2000:]
+    assert re.search(rf"cpu\d+@testbox stops: its policy server is leased by {holder}$", lines[0])
+    assert "localhost@testbox:8000 (policy 'HoldStill')" in " ".join(refused.stderr.split())
+    assert max(len(line) for line in refused.stderr.splitlines()[-4:]) <= 80
+
+    time.sleep(max(0.0, 12 - (time.monotonic() - started)))  # past the TTL: renewed while it lives
+    assert _lease(broker, "localhost@testbox:8000")["worker"] == holder
+    first.kill_tree()  # killed outright: its lease lapses after RTBENCH_SERVER_LEASE_TTL
+    assert _lease(broker, "localhost@testbox:8000") is not None
+    wait_for(lambda: _lease(broker, "localhost@testbox:8000") is None, 20, "the dead worker's lease to lapse")
+    third = workers(env=env)
+    assert _lease(broker, "localhost@testbox:8000")["worker"] == f"cpu{third.pid}@testbox"
+    third.process.terminate()  # a clean stop releases at once
+    third.process.wait(60)
+    assert _lease(broker, "localhost@testbox:8000") is None
+
+
+def test_a_shared_server_may_serve_many_workers(workers, broker, user_checkout):
+    _server_config(user_checkout, "8000", shared=True)
+    env = {"RTBENCH_POLICIES_FILE": str(user_checkout / "policies.yml"), "REPORT_TO": "/dev/null",
+           "RTBENCH_DEVICE": "cpu"}
+    workers(env=env), workers(env=env)  # both start
+    assert _lease(broker, "localhost@testbox:8000") is None

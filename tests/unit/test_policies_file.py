@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from benchmark.policies import check_policies_file, load_policy
-from benchmark.policies.policies_file import PoliciesFile, PoliciesFileError, import_adapter
+from benchmark.policies.policies_file import (
+    PROBE_SLOT,
+    PoliciesFile,
+    PoliciesFileError,
+    WorkerSlot,
+    import_adapter,
+)
 from benchmark.policies.wrapped import WrappedAdapter, takes_device
 
 ADAPTER = '''
@@ -119,3 +125,58 @@ def test_configurations_that_are_not_mappings_and_imports_that_fail(folder: Path
         gone.check_import()
     with pytest.raises(PoliciesFileError, match="today:Missing cannot be imported"):
         import_adapter(gone)
+
+
+def _slot_file(tmp_path: Path, config: str, entry: str = "") -> PoliciesFile:
+    (tmp_path / "c.yml").write_text(textwrap.dedent(config))
+    (tmp_path / "p.yml").write_text("policies:\n  A:\n    adapter: feedback\n    config: c.yml\n"
+                                    + textwrap.indent(textwrap.dedent(entry), "    "))
+    return PoliciesFile.load(tmp_path / "p.yml")
+
+
+def test_placeholders_give_each_gpu_slot_its_own_values(tmp_path: Path):
+    entry = _slot_file(tmp_path, """\
+        host: localhost
+        port: "{8000 + gpu * 2 + slot}"
+        url: "ws://box:{${PORT_BASE} + slot}/v1"
+        nested: {log: "/logs/gpu{gpu}.{slot}-of-{slots_per_gpu}", ports: ["{-slot + 9}"]}
+        template: "{instruction} and {0}: not ours"
+        """).entries["A"]
+    env = {"PORT_BASE": "7000"}
+    seen = {(gpu, slot): entry.config(env, WorkerSlot.of(gpu, slot, 2)) for gpu in ("0", "3") for slot in (0, 1)}
+    assert [config["port"] for config in seen.values()] == [8000, 8001, 8006, 8007]  # ints, not strings
+    assert seen["3", 1]["url"] == "ws://box:7001/v1"
+    assert seen["3", 1]["nested"] == {"log": "/logs/gpu3.1-of-2", "ports": [8]}
+    assert seen["3", 1]["template"] == "{instruction} and {0}: not ours"  # an adapter's own template
+    assert entry.server_address(env, WorkerSlot.of("3", 1, 2)) == "localhost:8007"  # host and port
+
+
+def test_the_server_key_and_its_checks(tmp_path: Path):
+    policies = _slot_file(tmp_path, "chunk: 4\n", 'server: "ws://gpu-box:{9000 + slot}"\nserver_shared: true\n')
+    entry = policies.entries["A"]
+    assert entry.server_shared and entry.server_address({}, WorkerSlot.of("0", 1, 2)) == "ws://gpu-box:9001"
+    (tmp_path / "p.yml").write_text("policies:\n  A:\n    adapter: feedback\n    server_shared: 'yes'\n")
+    with pytest.raises(PoliciesFileError, match="key 'server_shared': expected true or false, found 'yes'"):
+        PoliciesFile.load(tmp_path / "p.yml")
+
+
+@pytest.mark.parametrize(("config", "slot", "words"), [
+    ('port: "{8000 + solt}"\n', WorkerSlot.of("0", 0, 1),
+     r"key 'port' of policy 'A': \{8000 \+ solt\} names 'solt'; did you mean 'slot'\?"),
+    ('port: "{8000 + slot}"\n', None,
+     r"key 'port' of policy 'A' uses \{8000 \+ slot\}, which needs the worker's GPU slot: start the worker "
+     r"with a GPU lease"),
+    ('port: "{8000 + gpu}"\n', WorkerSlot.of("GPU-5e3f", 0, 1),
+     r"this worker's GPU is 'GPU-5e3f', not an index, so only \{gpu\} alone can stand for it"),
+])
+def test_placeholders_that_cannot_be_filled_are_named(tmp_path: Path, config: str, slot, words: str):
+    entry = _slot_file(tmp_path, config).entries["A"]
+    with pytest.raises(PoliciesFileError, match=words):
+        entry.config({}, slot)
+
+
+def test_a_worker_checks_placeholders_at_start_with_a_probe_slot(tmp_path: Path):
+    policies = _slot_file(tmp_path, 'port: "{8000 + slto}"\n')
+    with pytest.raises(PoliciesFileError, match="did you mean 'slot'"):
+        check_policies_file(policies, PROBE_SLOT)
+    check_policies_file(_slot_file(tmp_path, 'port: "{8000 + slot}"\n'), PROBE_SLOT)

@@ -182,3 +182,12 @@ def test_deploy_key_is_copied_private_for_ssh(tmp_path, monkeypatch):
     assert "BatchMode=yes" in command and "IdentitiesOnly=yes" in command
     with pytest.raises(SettingsError, match="RTBENCH_DEPLOY_KEY_FILE=.*cannot read the deploy key"):
         use_deploy_key(tmp_path / "missing")
+
+
+def test_policy_server_addresses_compare_without_scheme_and_per_machine_on_loopback():
+    from worker.server_leases import lease_address
+
+    assert lease_address("ws://LocalHost:8000/v1", "box") == "localhost@box:8000"
+    assert lease_address("127.0.0.2:8000", "box") == lease_address("0.0.0.0:8000", "box") == "localhost@box:8000"
+    assert lease_address("[::1]:9000", "box") == "localhost@box:9000"
+    assert lease_address("wss://gpu-7.lab:8000", "box") == "gpu-7.lab:8000"

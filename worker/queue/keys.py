@@ -23,6 +23,8 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
                        when nobody asks
 - ``sync_push_asks``   hash machine -> when its place in that line lapses (its last ask plus its
                        own patience): a crashed machine must not hold the front forever
+- ``policy_server:<address>`` the worker that leased a policy server (JSON: worker, policy,
+                       machine); renewed while the worker lives (``worker/server_leases.py``)
 - ``expert:<digest>``  an expert check's verdict for one scene (JSON), shared by the fleet
                        (``verdicts.py``, benchmark/run/expert_verdicts.py); the digest is a
                        sha256 of the backend's key (task, env seed, simulator provenance)
@@ -85,6 +87,10 @@ def sync_status(machine: str) -> str:
 
 def sync_pushes(minute: int) -> str:
     return f"{PREFIX}sync_pushes:{minute}"
+
+
+def policy_server(address: str) -> str:
+    return f"{PREFIX}policy_server:{address}"
 
 
 def expert_verdict(key: str) -> str:
