@@ -28,7 +28,15 @@ from producer.enqueue import (
     results_fingerprint,
     unchanged_since_last_enqueue,
 )
-from producer.status import collect_status, known_policies, queue_overview, status_table, sync_table, workers_table
+from producer.status import (
+    collect_status,
+    known_policies,
+    queue_overview,
+    status_table,
+    sync_table,
+    time_use_table,
+    workers_table,
+)
 from producer.verify import plan_verify, send_units
 from worker.queue.messages import VERIFY_QUEUE
 
@@ -147,6 +155,8 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
 
     def view() -> Group:
         parts = [table()]
+        if spec_ref is not None and (times := time_use_table(obj.state, spec.sha256, list(policies))) is not None:
+            parts.append(times)
         if (busy := workers_table(obj.state, each_worker)) is not None:
             parts.append(busy)
         if (syncs := sync_table(obj.state)) is not None:

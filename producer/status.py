@@ -11,8 +11,10 @@ from rich.table import Table
 
 from benchmark.common.terminal_tables import fill_table, new_table
 from benchmark.records.episodes import iter_episodes
+from benchmark.records.time_use import ROW_COLUMNS, TimeUse
 from benchmark.spec.spec_file import Spec
 from benchmark.spec.summary import SpecSummary
+from worker.queue import time_sums
 from worker.queue.counters import count_sets
 from worker.queue.counters import drift as counter_drift
 from worker.queue.state import QueueState
@@ -116,6 +118,23 @@ def status_table(status: Status) -> Table:
                  if status.drift else ["verified: the counters agree with the sets"])
         table.caption = "\n".join(filter(None, [table.caption, *lines]))
     return table
+
+
+def time_use_table(state: QueueState, spec_sha: str, policies: list[str]) -> Table | None:
+    """Where the episodes' time went, per policy and per machine (None before any record with
+    phases): the duty cycle (share of wall time in policy calls), the set-up and simulator
+    shares, and episodes per GPU-hour (benchmark/records/time_use.py)."""
+    by_policy: dict[str, TimeUse] = {}
+    by_machine: dict[str, TimeUse] = {}
+    for (policy, machine), sums in time_sums.read(state.r, spec_sha).items():
+        if policy in policies:
+            by_policy.setdefault(policy, TimeUse()).add(sums.sums)
+            by_machine.setdefault(machine, TimeUse()).add(sums.sums)
+    if not by_policy:
+        return None
+    rows = [use.row(policy) for policy, use in sorted(by_policy.items())]
+    rows += [use.row(f"@{machine}") for machine, use in sorted(by_machine.items(), key=lambda i: _natural(i[0]))]
+    return fill_table(new_table("time use: per policy, then per @machine"), ROW_COLUMNS, rows)
 
 
 def with_blocked_caption(table: Table, blocked: list[dict]) -> Table:

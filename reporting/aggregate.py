@@ -18,11 +18,13 @@ import math
 import os
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
 from benchmark.common.names import select_names
 from benchmark.records.results import JSON_DECODE_ERROR, OS_ERROR
+from benchmark.records.time_use import TimeUse
 from benchmark.spec.slicing import WHOLE_SPEC, SpecSlice
 from benchmark.spec.spec_file import Setting
 from reporting.report_schema import GroupStats, IoErrors, PairedComparison, PairedStats, PolicyReport, Report
@@ -109,6 +111,7 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
         "misplaced": _excluded(folders, MISPLACED, in_scope),
         "duplicates": {p: n for p in names if (n := int(np.maximum(counts[p][COMPLETED] - 1, 0).sum()))},
         "paired_comparisons": _paired(names, counts, settings),
+        "time_use": {p: _time_use(folders[p]) for p in names},
         "slice": {"settings": list(spec_slice.settings) if spec_slice.settings is not None else None,
                   "tasks": list(spec_slice.tasks) if spec_slice.tasks is not None else None,
                   "max_repeat": max_repeat},
@@ -127,6 +130,9 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
             "over_tasks paired by task (docs/statistics.md)",
             "duplicates: records beyond the first for one episode; they are counted, paired comparisons skip "
             "episodes whose valid records disagree",
+            "time_use: where the episodes' time went (records with phases), per policy and machine, over every "
+            "record of the policy in the spec whatever the slice; duty_cycle = policy seconds / episode wall "
+            "seconds (benchmark/records/time_use.py)",
         ],
     }
 
@@ -272,6 +278,15 @@ def _paired_stats(by_task: dict[str, np.ndarray]) -> PairedStats:
             "neither": neither, "difference": difference, "difference_ci95": [low, high],
             "mcnemar_p": mcnemar_exact(a_only, b_only),
             "on_these_tasks": {"difference": difference, "ci95": [low, high]}, "over_tasks": over_tasks}
+
+
+def _time_use(folder: FolderTally) -> dict[str, Any]:
+    machines = {m: TimeUse(list(sums)) for m, sums in sorted(folder.time_use.items())}
+    machines = {m: use for m, use in machines.items() if use.episodes > 0}
+    overall = TimeUse()
+    for use in machines.values():
+        overall.add(use.sums)
+    return {"overall": overall.summary(), "machines": {m: use.summary() for m, use in machines.items()}}
 
 
 def _in_scope(max_repeat: int | None):

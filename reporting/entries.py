@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from benchmark.records.results import OK, OS_ERROR, error_label, parse_record
+from benchmark.records.time_use import episode_sums, machine_of
 
 NO_IDENTITY = "missing policy/setting/task"
 
@@ -33,10 +34,12 @@ class Entry(NamedTuple):
     success: bool | None  # True only for a success without error
     error_type: str | None  # the normalized error label (None when valid)
     config_hash: str | None  # identity of the logged perturbation config (None when none logged)
+    machine: str | None  # where it ran (worker.machine)
+    time_sums: tuple[float, ...] | None  # its share of benchmark.records.time_use.SUMS (None: no phases)
 
     @classmethod
     def unusable(cls, name: str, size: int, mtime_ns: int, status: str, problem: str | None) -> Entry:
-        return cls(name, size, mtime_ns, status, problem, None, None, None, None, None, None, None)
+        return cls(name, size, mtime_ns, status, problem, None, None, None, None, None, None, None, None, None)
 
     @classmethod
     def from_stored(cls, stored: bytes) -> list[Entry]:
@@ -81,7 +84,8 @@ def entry_from_bytes(raw: bytes, path: str, results_dir: str, name: str, size: i
     config = logged_config(record)
     return Entry(name, size, mtime_ns, OK, None, policy, setting_id, task,
                  repeat_idx if isinstance(repeat_idx, int) else None, bool(record.get("success")) and error is None,
-                 error_label(error), config_hash(config) if config is not None else None)
+                 error_label(error), config_hash(config) if config is not None else None, machine_of(record),
+                 episode_sums(record))
 
 
 def read_entry(directory_fd: int, directory_path: str, results_dir: str, name: str) -> Entry:

@@ -163,6 +163,30 @@ class Slice(TypedDict):
     max_repeat: int | None
 
 
+class TimeUseSeconds(TypedDict):
+    wall_s: float                  # the episodes' own wall time (duration_s)
+    gpu_s: float                   # wall time times the worker's share of its GPU (1/slots per GPU)
+    setup_s: float                 # the record's phases, summed
+    expert_check_s: float
+    policy_s: float
+    sim_s: float
+    write_s: float
+
+
+class TimeUseSummary(TypedDict):
+    episodes: int                  # records with phases
+    duty_cycle: float | None       # policy seconds / wall seconds: the share spent in policy calls
+    setup_share: float | None      # (set-up + expert check) seconds / wall seconds
+    sim_share: float | None        # simulator seconds / wall seconds
+    episodes_per_gpu_hour: float | None  # episodes / GPU-hours
+    seconds: TimeUseSeconds
+
+
+class PolicyTimeUse(TypedDict):
+    overall: TimeUseSummary
+    machines: dict[str, TimeUseSummary]  # machine -> its episodes' time use
+
+
 class Report(TypedDict):
     generated_at: str              # local time, ISO 8601, seconds
     spec_summary: SpecSummary
@@ -178,4 +202,5 @@ class Report(TypedDict):
     duplicates: dict[str, int]     # added: policy -> records beyond the first of one episode
     paired_comparisons: list[PairedComparison]  # added: every pair of policies
     slice: Slice                   # added: the part of the spec reported
+    time_use: dict[str, PolicyTimeUse]  # added: policy -> where its episodes' time went
     notes: list[str]               # how the numbers were computed

@@ -35,6 +35,7 @@ class FolderTally:
         self.error_labels: Counter[tuple[str, int]] = Counter()  # (label, slot) -> records
         self.excluded: Counter[tuple[str, int]] = Counter()
         self.problems: dict[str, tuple[str, str | None]] = {}  # path relative to the results dir -> why
+        self.time_use: dict[str, list[float]] = {}  # machine -> time_use.SUMS of its in-spec records
 
 
 class Tally:
@@ -75,7 +76,7 @@ class Tally:
         # Unpacked in Entry's field order: as fast as indexing, and works on stored arrays too
         # (building an Entry per stored array measured +88 ms per 100,000 entries).
         for (name, _size, _mtime_ns, status, problem, policy, setting_id, task, repeat, success, error_type,
-             logged) in entries:
+             logged, machine, time_sums) in entries:
             if status != OK:
                 path = f"{directory}/{name}"
                 if sign > 0:
@@ -95,6 +96,8 @@ class Tally:
                 excluded[(CONFIG_MISMATCH, repeat)] += sign
                 continue
             completed.append(slot)
+            if time_sums is not None:
+                _add(folder.time_use.setdefault(machine, [0.0] * len(time_sums)), time_sums, sign)
             if error_type is None:
                 valid.append(slot)
                 if success:
@@ -110,6 +113,8 @@ class Tally:
             mine.error_labels.update(theirs.error_labels)
             mine.excluded.update(theirs.excluded)
             mine.problems.update(theirs.problems)
+            for machine, sums in theirs.time_use.items():
+                _add(mine.time_use.setdefault(machine, [0.0] * len(sums)), sums, 1)
 
     def to_blobs(self) -> tuple[bytes, bytes]:
         names = sorted(self.folders)
@@ -117,7 +122,7 @@ class Tally:
                   else np.zeros((0, 3, self.slots), dtype=np.int32))
         meta = {n: {"error_labels": [[k[0], k[1], v] for k, v in self.folders[n].error_labels.items() if v],
                     "excluded": [[k[0], k[1], v] for k, v in self.folders[n].excluded.items() if v],
-                    "problems": self.folders[n].problems} for n in names}
+                    "problems": self.folders[n].problems, "time_use": self.folders[n].time_use} for n in names}
         return orjson.dumps({"folders": names, "meta": meta}), counts.tobytes()
 
     @classmethod
@@ -131,5 +136,11 @@ class Tally:
             folder.error_labels.update({(label, r): n for label, r, n in meta["error_labels"]})
             folder.excluded.update({(reason, r): n for reason, r, n in meta["excluded"]})
             folder.problems = {path: (status, problem) for path, (status, problem) in meta["problems"].items()}
+            folder.time_use = meta["time_use"]
             tally.folders[name] = folder
         return tally
+
+
+def _add(sums: list[float], values: Sequence[float], sign: int) -> None:
+    for i, value in enumerate(values):
+        sums[i] += sign * value

@@ -19,19 +19,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
-import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from benchmark.backends import backend_class
 from benchmark.backends.base import Backend
-from benchmark.common.atomic import fsync_directory
 from benchmark.common.errors import BenchmarkError
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
@@ -39,8 +35,10 @@ from benchmark.policies.policies_file import PoliciesFile, WorkerSlot
 from benchmark.records.episode_errors import RetryableEpisodeError
 from benchmark.records.episodes import EpisodeKey
 from benchmark.records.results import counts_as_done, episode_done, write_record
+from benchmark.records.time_use import episode_sums
 from benchmark.run.runner import infrastructure_failure_record, run_episode
 from benchmark.spec.spec_file import Spec, load_spec
+from worker.finisher import Finisher
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
 from worker.queue.state import QueueState, connect
 from worker.queue.verdicts import FleetVerdicts
@@ -91,44 +89,6 @@ class Blocked(Exception):
     def __init__(self, reason: str, path: str) -> None:
         super().__init__(f"{reason} ({path})")
         self.reason, self.path = reason, path
-
-
-class Finisher:
-    """Makes written records durable (directory fsync), then marks them done in Redis.
-
-    One background thread per process keeps the fsync off the episode's critical path; the
-    done-set never names an episode whose record could still vanish in a crash. ``flush``
-    runs when a worker child exits.
-    """
-
-    def __init__(self, state: QueueState) -> None:
-        self._state = state
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, directory: Path, spec_sha: str, episode_id: str, owner: str, *, done: bool) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="rtbench-finisher", daemon=True)
-            self._thread.start()
-        self._queue.put((directory, spec_sha, episode_id, owner, done))
-
-    def flush(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def _run(self) -> None:
-        while True:
-            directory, spec_sha, episode_id, owner, done = self._queue.get()
-            try:
-                fsync_directory(directory)
-                self._state.mark_finished(spec_sha, episode_id, owner, done=done)
-            except Exception:
-                # The record is on disk (the source of truth): the next enqueue repairs the
-                # done-set from it, and a re-delivery finds it and skips.
-                log.exception("could not mark %s finished; the next enqueue repairs it from its record", episode_id)
-            finally:
-                self._queue.task_done()
 
 
 class ChildContext:
@@ -197,7 +157,8 @@ class ChildContext:
     def worker_info(self, hostname: str) -> dict[str, Any]:
         return {"machine": self.settings.machine, "hostname": hostname, "pid": os.getpid(),
                 "gpu": self.settings.leased_gpu, "device": self.device,
-                **({"gpu_slot": self.settings.leased_slot} if self.settings.slots_per_gpu > 1 else {})}
+                **({"gpu_slot": self.settings.leased_slot, "slots_per_gpu": self.settings.slots_per_gpu}
+                   if self.settings.slots_per_gpu > 1 else {})}
 
 
 @dataclass
@@ -366,7 +327,9 @@ def _commit(ctx: ChildContext, spec: Spec, key: EpisodeKey, record: dict[str, An
         raise Blocked(reason, str(target)) from exc
     # The directory fsync (which makes the rename survive a crash) costs milliseconds: the
     # finisher does it in the background, and only then marks the episode finished.
-    ctx.finisher.submit(path.parent, spec.sha256, key.id, claim.owner, done=counts_as_done(record))
+    sums = episode_sums(record)
+    ctx.finisher.submit(path.parent, spec.sha256, key.id, claim.owner, done=counts_as_done(record),
+                        time_use=None if sums is None else (settings.machine, sums))
     claim.settled = True
 
 

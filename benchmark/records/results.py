@@ -142,6 +142,7 @@ def new_record(
     instruction_type: str | None = None,
     retried: Mapping[str, Any] | None = None,
     expert_check: str | None = None,
+    phases: Mapping[str, float] | None = None,
 ) -> EpisodeRecord:
     """A complete record (``benchmark.records.schema``): compatible fields first, in their usual
     order, then rtbench's."""
@@ -180,6 +181,8 @@ def new_record(
         record["retried"] = dict(retried)
     if expert_check is not None:
         record["expert_check"] = expert_check
+    if phases is not None:
+        record["phases"] = {phase: round(float(seconds), 4) for phase, seconds in phases.items()}
     return record
 
 

@@ -34,6 +34,7 @@ class WorkerInfo(TypedDict, total=False):
     pid: int                   # the process that ran it (queue workers)
     gpu: str | int | None      # the leased or pinned GPU, None on the CPU
     gpu_slot: int              # the worker's slot on that GPU, when RTBENCH_SLOTS_PER_GPU > 1
+    slots_per_gpu: int         # RTBENCH_SLOTS_PER_GPU, when > 1 (the worker held that share of its GPU)
     device: str                # the torch device: cpu, cuda:0, ...
     runner: str                # "eval_runner" for the static runner
     worker_id: int             # eval_runner: this share of --num-workers
@@ -48,6 +49,15 @@ class Retried(TypedDict):
     attempts: int              # how many attempts failed so
     detail: str                # what the last one said
 
+
+class Phases(TypedDict):
+    """Seconds of the episode's wall time (duration_s) by what it was spent on."""
+
+    setup_s: float             # the scene set up (and closed), its instruction and channel
+    expert_check_s: float      # the expert check: its verdict looked up, or the check run
+    policy_s: float            # the policy's reset and steps, less the simulator's part of them
+    sim_s: float               # simulator actions, observations and the success check
+    write_s: float             # building the record after the rollout (the file's write follows)
 
 
 class CompatibleRecord(TypedDict):
@@ -84,8 +94,9 @@ class EpisodeRecord(CompatibleRecord):
     instruction_type: NotRequired[str]  # seen or unseen: which of RoboTwin's instruction sets
     retried: NotRequired[Retried]  # the failure that was retried before this record was written
     expert_check: NotRequired[str]  # run (before this episode), cached (a verdict kept for its scene) or skipped
+    phases: NotRequired[Phases]  # where the episode's time went (benchmark/records/time_use.py)
 
 
 COMPATIBLE_FIELDS = tuple(CompatibleRecord.__annotations__)
 RECORD_FIELDS = tuple(EpisodeRecord.__annotations__)
-OPTIONAL_FIELDS = ("traceback", "instruction", "instruction_type", "retried", "expert_check")
+OPTIONAL_FIELDS = ("traceback", "instruction", "instruction_type", "retried", "expert_check", "phases")

@@ -35,9 +35,24 @@ class PerturbedEnv:
         self._channel = channel
         self._deadline = deadline
         self.perturbed_actions = 0
+        self.sim_s = 0.0  # time in the simulator's actions and observations (the record's phases)
+
+    def get_obs(self) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._backend.get_obs()
+        finally:
+            self.sim_s += time.perf_counter() - start
 
     def take_action(self, action: Any, action_type: str = "qpos") -> None:
         self._deadline.check()
+        start = time.perf_counter()
+        try:
+            self._take_action(action, action_type)
+        finally:
+            self.sim_s += time.perf_counter() - start
+
+    def _take_action(self, action: Any, action_type: str) -> None:
         backend = self._backend
         if backend.done:
             return  # the backend ignores it too; the channel must not advance for it

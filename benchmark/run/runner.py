@@ -19,7 +19,7 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.backends.base import Backend, UnstableSceneError
@@ -28,6 +28,7 @@ from benchmark.policies.base import PolicyAdapter
 from benchmark.records.episode_errors import RetryableEpisodeError, infrastructure_label
 from benchmark.records.episodes import EpisodeKey
 from benchmark.records.results import new_record, utc_now
+from benchmark.records.time_use import PHASES
 from benchmark.run.expert_verdicts import VerdictStore, checked
 from benchmark.run.perturbed_env import Deadline, PerturbedEnv
 from benchmark.spec.perturbation import create_channel
@@ -49,6 +50,10 @@ class _Outcome:
     expert_check: str = "skipped"
     actions: int = 0
     channel_steps: int = 0
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def timed(self, phase: str, start: float) -> None:
+        self.phases[phase] += time.perf_counter() - start
 
 
 def run_episode(
@@ -77,8 +82,12 @@ def run_episode(
     outcome = _Outcome()
     try:
         if not skip_expert_check:
-            verdict = checked(backend, key.task, env_seed, verdicts,
-                              lambda: _expert_check(backend, key.task, env_seed, step_limit))
+            checking = time.perf_counter()
+            try:
+                verdict = checked(backend, key.task, env_seed, verdicts,
+                                  lambda: _expert_check(backend, key.task, env_seed, step_limit))
+            finally:
+                outcome.timed("expert_check_s", checking)
             outcome.error, outcome.expert_check = verdict.error, verdict.how
         if outcome.error is None:
             _play(policy, backend, config, key.task, env_seed, step_limit, deadline, outcome)
@@ -92,7 +101,8 @@ def run_episode(
         outcome.error = f"eval_error: {type(exc).__name__}: {exc}"
         outcome.traceback = traceback.format_exc()
         log.info("episode %s failed: %s", key, outcome.error)
-    return new_record(
+    writing = time.perf_counter()
+    record = new_record(
         key,
         success=outcome.success,
         error=outcome.error,
@@ -113,7 +123,10 @@ def run_episode(
         instruction=outcome.instruction,
         instruction_type=backend.instruction_type if outcome.instruction is not None else None,
         expert_check=outcome.expert_check,
+        phases=outcome.phases,
     )
+    record["phases"]["write_s"] = round(time.perf_counter() - writing, 4)
+    return record
 
 
 def infrastructure_failure_record(spec: Spec, key: EpisodeKey, error: RetryableEpisodeError, *, backend_name: str,
@@ -158,18 +171,24 @@ def _expert_check(backend: Backend, task: str, env_seed: int, step_limit: int) -
 
 def _play(policy: PolicyAdapter, backend: Backend, config: Mapping[str, Any], task: str, env_seed: int,
           step_limit: int, deadline: Deadline, outcome: _Outcome) -> None:
+    """Phase 2; its time goes to set-up (the scene, the instruction, the channel, and closing
+    the scene), the policy (``reset`` and ``step`` less the simulator's part of them) and the
+    simulator (actions and observations, through ``PerturbedEnv``, and the success check)."""
+    setting_up = time.perf_counter()
     backend.setup_demo(task, env_seed, step_limit)
+    env = None
     try:
         outcome.instruction = backend.get_instruction()
         channel = create_channel(config, backend.joint_state())
         env = PerturbedEnv(backend, channel, deadline)
-        policy.reset(env, outcome.instruction)
+        outcome.timed("setup_s", setting_up)
+        _call_policy(outcome, env, policy.reset, env, outcome.instruction)
         idle = 0
         while not backend.done:
             deadline.check()
             before = backend.take_action_cnt
             try:
-                policy.step(env, backend.get_obs())
+                _call_policy(outcome, env, policy.step, env, env.get_obs())
             finally:
                 outcome.steps = backend.take_action_cnt
                 outcome.actions = env.perturbed_actions
@@ -177,6 +196,22 @@ def _play(policy: PolicyAdapter, backend: Backend, config: Mapping[str, Any], ta
             idle = idle + 1 if backend.take_action_cnt == before else 0
             if idle >= MAX_IDLE_STEPS:
                 raise RuntimeError(f"policy {policy.name!r} executed no action in {MAX_IDLE_STEPS} consecutive steps")
+        checking = time.perf_counter()
         outcome.success = backend.check_success()
+        outcome.timed("sim_s", checking)
     finally:
+        if env is not None:
+            outcome.phases["sim_s"] += env.sim_s
+        closing = time.perf_counter()
         backend.close_env()
+        outcome.timed("setup_s", closing)
+
+
+def _call_policy(outcome: _Outcome, env: PerturbedEnv, call: Any, *args: Any) -> None:
+    """``call(*args)``, its time counted as the policy's less the simulator's part of it (the
+    actions it executes, the observations it asks for)."""
+    sim_before, start = env.sim_s, time.perf_counter()
+    try:
+        call(*args)
+    finally:
+        outcome.phases["policy_s"] += max(0.0, time.perf_counter() - start - (env.sim_s - sim_before))

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from benchmark.common.terminal_tables import fill_table, new_table
+from benchmark.records.time_use import ROW_COLUMNS, summary_row
 from reporting.render.tables import (
     APPROXIMATE_EXPLAINED,
     INTERVALS_EXPLAINED,
@@ -76,6 +77,18 @@ def _paired_table(report: Report, wide: bool) -> Table:
                       names=2)
 
 
+def _time_use_table(report: Report) -> Table | None:
+    """Per policy, then per policy and machine: duty cycle, set-up and simulator shares, rate."""
+    rows = []
+    for policy, use in report.get("time_use", {}).items():
+        if use["overall"]["episodes"]:
+            rows.append(summary_row(policy, use["overall"]))
+            rows += [summary_row(f"  @{machine}", figures) for machine, figures in use["machines"].items()]
+    if not rows:
+        return None
+    return fill_table(new_table("time use: per policy, then per @machine"), ROW_COLUMNS, rows)
+
+
 def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | None = None) -> None:
     """The report on ``console``; ``wide`` None: wide when the console has ``WIDE_FROM`` columns."""
     wide = console.width >= WIDE_FROM if wide is None else wide
@@ -123,6 +136,8 @@ def print_report(report: Report, console: Console, top_k: int = 8, wide: bool | 
         show(_stats_table(report, f"{policy}: best tasks", "task", [(t["task"], t) for t in best], wide, False))
     if report["paired_comparisons"]:
         show(_paired_table(report, wide))
+    if (times := _time_use_table(report)) is not None:
+        show(times)
     console.print()
     console.print(f"[dim]{escape(INTERVALS_EXPLAINED)}[/]")
     if any_approximate(report):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmark.records.time_use import SUMS
 from benchmark.spec.spec_file import load_spec
 from reporting.entries import config_hash
 from reporting.spec_digest import HASH_CHARS, SpecDigest
@@ -19,15 +20,17 @@ SETTINGS = [*(s.id for s in SPEC.settings[:3]), "drop_lm_always_on"]
 TASKS = [*SPEC.tasks[:3], "not_a_task"]
 
 
-def entry(name, policy, setting, task, repeat, success, error, config="spec", status="ok") -> list:
+def entry(name, policy, setting, task, repeat, success, error, config="spec", status="ok", machine="m1",
+          sums=None) -> list:
     if status != "ok":
-        return [name, 10, 1, status, "why", *[None] * 7]
+        return [name, 10, 1, status, "why", *[None] * 9]
     if config == "spec":
         logged = (config_hash(SPEC.config(setting, task, repeat))
                   if SPEC.contains(setting, task, repeat if repeat is not None else -1) else "0" * 32)
     else:
         logged = config
-    return [name, 10, 1, "ok", None, policy, setting, task, repeat, success and error is None, error, logged]
+    return [name, 10, 1, "ok", None, policy, setting, task, repeat, success and error is None, error, logged, machine,
+            sums]
 
 
 entries = st.builds(
@@ -35,13 +38,15 @@ entries = st.builds(
     setting=st.sampled_from(SETTINGS), task=st.sampled_from(TASKS), repeat=st.one_of(st.none(), st.integers(0, 25)),
     success=st.booleans(), error=st.sampled_from([None, None, "eval_error", "unstable_seed"]),
     config=st.sampled_from(["spec", "spec", None, "f" * 32]),
-    status=st.sampled_from(["ok"] * 5 + ["json_decode_error"]))
+    status=st.sampled_from(["ok"] * 5 + ["json_decode_error"]), machine=st.sampled_from(["m1", "m2"]),
+    # whole seconds: adding and removing them is exact
+    sums=st.one_of(st.none(), st.tuples(*[st.integers(0, 100).map(float)] * len(SUMS))))
 directories = st.lists(st.tuples(st.sampled_from(["A/x", "A/y/z", "B/x"]), st.lists(entries, max_size=8)), max_size=6)
 
 
 def is_empty(tally: Tally) -> bool:
     return all(not f.counts.any() and not +f.error_labels and not +f.excluded and not f.problems
-               for f in tally.folders.values())
+               and not any(any(sums) for sums in f.time_use.values()) for f in tally.folders.values())
 
 
 @settings(max_examples=60, deadline=None)
@@ -69,6 +74,7 @@ def test_merge_equals_adding_and_blobs_round_trip(first, second):
             assert +tally.folders[name].error_labels == +folder.error_labels
             assert +tally.folders[name].excluded == +folder.excluded
             assert tally.folders[name].problems == folder.problems
+            assert tally.folders[name].time_use == folder.time_use
 
 
 def test_each_rule_counts_where_the_report_reads_it():

@@ -24,6 +24,7 @@ from benchmark.records.results import (
     write_record,
 )
 from benchmark.records.schema import COMPATIBLE_FIELDS, OPTIONAL_FIELDS, RECORD_FIELDS
+from benchmark.records.time_use import PHASES
 
 KEY = EpisodeKey("Motus", "bias_lm_always_on", "click_bell", 3)
 
@@ -171,7 +172,7 @@ def test_new_record_writes_exactly_the_documented_schema_in_its_order():
     assert tuple(bare) == tuple(f for f in RECORD_FIELDS if f not in OPTIONAL_FIELDS)
     full = new_record(key, error="eval_error: ValueError: x", traceback="Traceback ...", instruction="ring it",
                       instruction_type="seen", retried={"label": "planner_error", "attempts": 3, "detail": "x"},
-                      expert_check="cached", **common)
+                      expert_check="cached", phases=dict.fromkeys(PHASES, 0.1), **common)
     assert tuple(full) == RECORD_FIELDS
 
 

@@ -12,6 +12,8 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
                        enqueue (``producer/enqueue.py``: a re-enqueue with nothing new is cheap)
 - ``counts:<sha>``     hash of per-policy counters of the two sets above (``counters.py``): status
                        reads these, not the sets
+- ``time_use:<sha>``   hash ``<policy>|<machine>|<sum>`` -> seconds (episodes, wall, GPU and
+                       each phase) of the records written (``time_sums.py``): status's duty cycle
 - ``dead``             list of dead letters (JSON: reason, detail, message, episode, worker, time)
 - ``blocked:<worker>`` why a worker stopped taking episodes (its results folder is not writable);
                        kept alive by the worker's probe, deleted when the folder is writable again
@@ -71,6 +73,10 @@ def enqueued(spec_sha: str) -> str:
 
 def counts(spec_sha: str) -> str:
     return f"{PREFIX}counts:{spec_sha}"
+
+
+def time_use(spec_sha: str) -> str:
+    return f"{PREFIX}time_use:{spec_sha}"
 
 
 def enqueue_fingerprint(spec_sha: str) -> str:

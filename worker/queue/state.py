@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
 
-from worker.queue import keys
+from worker.queue import keys, time_sums
 from worker.queue.claim_heartbeat import Heartbeat
 from worker.queue.counters import Counters
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
@@ -187,10 +187,14 @@ class QueueState:
         """Record the episode as finished (and release our claim) in one round trip."""
         self.mark_finished(spec_sha, episode_id, owner, done=True)
 
-    def mark_finished(self, spec_sha: str, episode_id: str, owner: str | None, *, done: bool) -> None:
+    def mark_finished(self, spec_sha: str, episode_id: str, owner: str | None, *, done: bool,
+                      time_use: tuple[str, Sequence[float]] | None = None) -> None:
         """A record was written: a done one joins the done-set; an infrastructure-error record
-        (``done=False``: the retries ran out) leaves the episode free to be enqueued again."""
+        (``done=False``: the retries ran out) leaves the episode free to be enqueued again.
+        ``time_use``: (machine, the record's ``SUMS``) for status's duty cycle."""
         with self.r.pipeline(transaction=False) as pipe:
+            if time_use is not None:
+                time_sums.add(pipe, spec_sha, episode_id.split("/", 1)[0], *time_use)
             if done:
                 self.counters.add_done(spec_sha, [episode_id], client=pipe)
             else:
