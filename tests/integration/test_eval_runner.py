@@ -172,11 +172,13 @@ def test_the_static_runner_and_the_report_honour_rtbench_results_dir(plugin_path
 
 
 def test_kept_expert_verdicts_change_no_number(rtbench, tmp_path, monkeypatch):
-    """The same slice with a check before every episode (RTBENCH_EXPERT_CACHE=0, today's way) and
-    with one check per scene: byte-identical outcomes on the kinematic backend."""
+    """The same slice today's way (a check before every episode, RTBENCH_EXPERT_CACHE=0, and a new
+    task object for every scene, RTBENCH_ENV_REUSE=1) and with one check per scene and reused
+    objects: byte-identical outcomes on the kinematic backend."""
     outcomes = {}
     for cache in ("1", "0"):
         monkeypatch.setenv("RTBENCH_EXPERT_CACHE", cache)
+        monkeypatch.setenv("RTBENCH_ENV_REUSE", "100" if cache == "1" else "1")
         results = tmp_path / f"results-{cache}"
         ran = rtbench("benchmark.eval_runner", "--spec", "lm20", "--policy", "expert_replay", "--tasks",
                       "adjust_bottle,click_bell,open_laptop", "--max-repeat", "3", "--results-dir", str(results))
