@@ -214,15 +214,13 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
 def _admit(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str,
            progress: _Progress) -> tuple[EpisodeMessage, Spec] | None:
     """The message's episode and spec; None when a done record exists (skip). Raises
-    ``DeadLetter`` for a message that can never run, ``Blocked`` while this worker is paused."""
+    ``DeadLetter`` for a message that can never run. (The claim looks for the
+    worker's "blocked" notice.)"""
     try:
         message = parse_message(args, kwargs)
     except MalformedMessage as bad:
         raise DeadLetter(bad.reason, bad.detail) from None
     progress.episode_id = message.key.id
-    notice = ctx.state.worker_block(hostname)
-    if notice is not None:  # paused: the parent stops consuming; a deferred copy may still arrive
-        raise Blocked(notice["reason"], notice["path"])
     if episode_done(message.key, ctx.settings.results_dir):
         ctx.state.mark_done(message.spec_sha256, message.key.id)
         return None
@@ -274,10 +272,15 @@ class _Claim:
 
 def _claim_or_defer(ctx: ChildContext, episode_id: str, hostname: str, delivery_id: str) -> _Claim:
     owner = f"{hostname}:{os.getpid()}:{delivery_id}"
-    attempt, previous_error = ctx.state.claim(episode_id, owner, ctx.settings.claim_ttl_s)
+    attempt, detail = ctx.state.claim(episode_id, owner,
+                                      ctx.settings.claim_ttl_s, hostname)
+    if attempt < 0:
+        # Paused: the parent stops consuming; a deferred copy may still arrive.
+        # Nothing was claimed or counted.
+        raise Blocked(detail["reason"], detail["path"])
     if not attempt:
-        raise Defer(ctx.settings.defer_delay_s, ctx.state.claim_owner(episode_id))
-    return _Claim(ctx.state, ctx.settings, episode_id, owner, attempt, previous_error)
+        raise Defer(ctx.settings.defer_delay_s, detail)
+    return _Claim(ctx.state, ctx.settings, episode_id, owner, attempt, detail)
 
 
 def _run_or_give_up(ctx: ChildContext, spec: Spec, key: EpisodeKey, claim: _Claim,

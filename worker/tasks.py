@@ -50,7 +50,10 @@ def child_context() -> ChildContext:
     return _context
 
 
-@app.task(bind=True, name=TASK_RUN_EPISODE, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+# EpisodeRequest: a message sent back makes the consumer look for a "blocked"
+# notice before the next one.
+@app.task(bind=True, name=TASK_RUN_EPISODE, max_retries=None, acks_late=True,
+          reject_on_worker_lost=True, Request="worker.consumer:EpisodeRequest")
 def run_episode(self: Task, *args, **kwargs) -> str:
     episode = kwargs.get("episode_id")
     try:

@@ -23,17 +23,26 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_direct
     writer that was killed can find its own leftovers again.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    folder, name = os.path.split(os.fspath(path))
     # A leading dot keeps the temp file out of every `episode_*.json` glob.
-    tmp_name = target.parent / f".{target.name}.{temp_tag or os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp_name = os.path.join(
+        folder, f".{name}.{temp_tag or os.getpid()}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 honours the umask (mkstemp would force 0o600, and result
     # files are read by other users and containers).
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(tmp_name, flags, 0o666)
+    except FileNotFoundError:  # no folder yet: made on demand, no mkdir per write
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp_name, flags, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_name, target)
     except BaseException:
         # BaseException too: Ctrl-C during a write must not leave a temp file behind.

@@ -214,13 +214,17 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, sync_dir
         raise RecordError(f"record {key.id} is not JSON-serializable: {exc}") from None
     results = Path(results_dir)
     relative = f"{key.id}.json"
-    settled = write_settled(key.result_path(results), data, prefer=preferred_record, relative=relative,
-                            conflicts_dir=conflicts_dir(results), who=record_machine, sync_directory=sync_directory)
+    path = key.result_path(results)
+    # The conflicts folder (realpath, a stat) is found only when a conflict needs it.
+    settled = write_settled(
+        path, data, prefer=preferred_record, relative=relative,
+        conflicts_dir=lambda: conflicts_dir(results), who=record_machine,
+        sync_directory=sync_directory)
     if settled.kept is not None:
         log.warning("episode %s: %s version kept as %s (the rule: a done record first, "
                     "then the earlier finished_at)", key.id, "the older" if settled.written else "this", settled.kept)
     note_written(results, relative)
-    return key.result_path(results)
+    return path
 
 
 def conflicts_dir(results_dir: str | os.PathLike[str]) -> Path:
@@ -256,7 +260,10 @@ class RecordRead:
 
 def episode_done(key: EpisodeKey, results_dir: Path, retry_errors: bool = False) -> bool:
     """Whether ``key`` has a done record in ``results_dir`` (``RecordRead.is_done``)."""
-    return read_record(key.result_path(results_dir), results_dir).is_done(retry_errors)
+    # A string path: pathlib's parsing was most of the look for a missing
+    # record (every delivery looks twice).
+    path = os.path.join(os.fspath(results_dir), f"{key.id}.json")
+    return read_record(path, results_dir).is_done(retry_errors)
 
 
 def read_record(path: str | os.PathLike[str], results_dir: str | os.PathLike[str] | None = None,

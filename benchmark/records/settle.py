@@ -37,8 +37,11 @@ class Settled:
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Exclusive, for the writers of one folder (the kernel frees it if the holder dies)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:  # made on demand: no mkdir before each write
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -46,13 +49,20 @@ def folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def keep_loser(conflicts_dir: Path, relative: str, raw: bytes, who: str) -> Path:
-    """Keep a losing version as ``<conflicts_dir>/<relative>.<who>.<ns>`` (written atomically)."""
+def keep_loser(conflicts_dir: Path | Callable[[], Path], relative: str,
+               raw: bytes, who: str) -> Path:
+    """Keep a losing version as ``<conflicts_dir>/<relative>.<who>.<ns>``
+    (written atomically). ``conflicts_dir`` may be a function that finds it:
+    only a conflict needs it."""
+    if callable(conflicts_dir):
+        conflicts_dir = conflicts_dir()
     kept = conflicts_dir / f"{relative}.{who}.{time.time_ns()}"
     return write_bytes_atomic(kept, raw)
 
 
-def write_settled(target: Path, data: bytes, *, prefer: Callable[[bytes, bytes], bool], conflicts_dir: Path,
+def write_settled(target: Path, data: bytes, *,
+                  prefer: Callable[[bytes, bytes], bool],
+                  conflicts_dir: Path | Callable[[], Path],
                   relative: str, who: Callable[[bytes], str],
                   replaceable: Callable[[bytes], bool] = lambda _old: False,
                   sync_directory: bool = True, temp_tag: str | None = None) -> Settled:
@@ -61,7 +71,8 @@ def write_settled(target: Path, data: bytes, *, prefer: Callable[[bytes, bytes],
     ``prefer(a, b)``: whether ``a`` wins over ``b``. ``replaceable(old)``: the old bytes are not
     a competing version (e.g. what the last commit held) and are replaced without a contest.
     The loser is kept first, then the winner written: a kill in between leaves both versions.
-    ``temp_tag``: see ``write_bytes_atomic``.
+    ``temp_tag``: see ``write_bytes_atomic``; ``conflicts_dir``: see
+    ``keep_loser``.
     """
     with folder_lock(target.parent):
         try:

@@ -1,5 +1,7 @@
-"""Keeping a running episode's claim alive: one thread per process renews every claim it holds,
-and only while the claim is still its own (a claim that lapsed and was taken is left alone)."""
+"""Claims on episodes: their Lua scripts (``QueueState`` runs them), and
+keeping a running episode's claim alive: one thread per process renews every
+claim it holds, and only while the claim is still its own (a claim that lapsed
+and was taken is left alone)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,37 @@ from typing import ClassVar
 
 import redis
 
+# Release only our own claim.
+RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# One round trip (it was three): {-1, notice} while the worker is blocked,
+# {0, owner} when another delivery holds the claim, else claim and count the
+# attempt: {attempt, why the previous attempt ended (or false)}.
+CLAIM = """
+local notice = redis.call('get', KEYS[4])
+if notice then return {-1, notice} end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('get', KEYS[1])}
+end
+local previous = redis.call('get', KEYS[3])
+redis.call('set', KEYS[3], ARGV[3])
+return {redis.call('incr', KEYS[2]), previous}
+"""
+# Give back a claim whose attempt was the machine's fault, not the episode's (a results folder
+# that cannot be written, a worker shut down): the attempt is not counted.
+UNCLAIM = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1])
+if redis.call('decr', KEYS[2]) <= 0 then redis.call('del', KEYS[2], KEYS[3]) end
+return 1
+"""
+# Release a claim held by a delivery that is known to be dead (its owner is "<worker>:<pid>:<task id>").
+RELEASE_DEAD = """
+local owner = redis.call('get', KEYS[1])
+if owner and string.sub(owner, 1, #ARGV[1]) == ARGV[1] and string.sub(owner, -#ARGV[2]) == ARGV[2] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 # Renew the claim only while we still own it.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 

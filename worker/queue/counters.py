@@ -38,17 +38,23 @@ end
 """
 
 
-def _membership_script(first_id: int, change: str, field: str, sign: int, other: str) -> str:
-    """A script that changes one set per id (``change`` returns 1 when the id's membership
-    changed) and counts it in ``field`` and, when the id is in the other set (``other``), in
-    ``enqueued_done``. KEYS: enqueued hash, done set, counts; ARGV from ``first_id``: ids."""
-    return _PREAMBLE + f"""
-for i = {first_id}, #ARGV do
-  local id = ARGV[i]
+def _membership_step(change: str, field: str, sign: int, other: str) -> str:
+    """Lua for one ``id``: change one set (``change`` returns 1 when the id's
+    membership changed) and count it in ``field`` and, when the id is in the
+    other set (``other``), in ``enqueued_done``. KEYS[1..3]: enqueued hash,
+    done set, counts."""
+    return f"""
   if {change} == 1 then
     add('{field}', id, {sign})
     if {other} == 1 then add('enqueued_done', id, {sign}) end
-  end
+  end"""
+
+
+def _membership_script(first_id: int, change: str, field: str, sign: int, other: str) -> str:
+    """``_membership_step`` for each id; ARGV from ``first_id``: ids."""
+    return _PREAMBLE + f"""
+for i = {first_id}, #ARGV do
+  local id = ARGV[i]{_membership_step(change, field, sign, other)}
 end
 flush()
 """
@@ -61,6 +67,33 @@ ADD_ENQUEUED = _membership_script(2, "redis.call('hset', KEYS[1], id, ARGV[1])",
 _REMOVE_ENQUEUED = _membership_script(1, "redis.call('hdel', KEYS[1], id)", "enqueued", -1, _IN_DONE)
 _ADD_DONE = _membership_script(1, "redis.call('sadd', KEYS[2], id)", "done", 1, _IN_ENQUEUED)
 _REMOVE_DONE = _membership_script(1, "redis.call('srem', KEYS[2], id)", "done", -1, _IN_ENQUEUED)
+# Records written (``QueueState.mark_finished``) in one round trip (a pipeline
+# with its script check was two): per episode, a done one joins the done-set,
+# one that is not (an infrastructure error) leaves both sets; then its finish
+# time, its attempt keys cleared, its claim released if still ``owner``'s.
+# KEYS: enqueued hash, done set, counts, finished zset, then claim, attempts
+# and last-error keys per episode. ARGV: now, then id, done (1 or 0) and owner
+# ('' for none) per episode.
+_ADDED = _membership_step("redis.call('sadd', KEYS[2], id)", "done", 1,
+                          _IN_ENQUEUED)
+_DROPPED = (_membership_step("redis.call('srem', KEYS[2], id)", "done", -1,
+                             _IN_ENQUEUED)
+            + _membership_step("redis.call('hdel', KEYS[1], id)", "enqueued",
+                               -1, _IN_DONE))
+FINISH = _PREAMBLE + f"""
+for i = 1, (#KEYS - 4) / 3 do
+  local id, owner, k = ARGV[3 * i - 1], ARGV[3 * i + 1], 3 * i + 2
+  if ARGV[3 * i] == '1' then{_ADDED}
+  else{_DROPPED}
+  end
+  redis.call('zadd', KEYS[4], ARGV[1], id)
+  redis.call('del', KEYS[k + 1], KEYS[k + 2])
+  if owner ~= '' and redis.call('get', KEYS[k]) == owner then
+    redis.call('del', KEYS[k])
+  end
+end
+flush()
+"""
 _REBUILD = _PREAMBLE + """
 redis.call('del', KEYS[3])
 for _, id in ipairs(redis.call('hkeys', KEYS[1])) do
@@ -84,7 +117,8 @@ class Counters:
         self._rebuild = client.register_script(_REBUILD)
 
     @staticmethod
-    def _keys(spec_sha: str) -> list[str]:
+    def script_keys(spec_sha: str) -> list[str]:
+        """A spec's enqueued hash, done set and counts (the scripts' KEYS)."""
         return [keys.enqueued(spec_sha), keys.done(spec_sha), keys.counts(spec_sha)]
 
     def remove_enqueued(self, spec_sha: str, ids: Iterable[str], client: object | None = None) -> None:
@@ -99,11 +133,11 @@ class Counters:
     def _run(self, script, spec_sha: str, ids: Iterable[str], client: object | None) -> None:
         ids = list(ids)
         for start in range(0, len(ids), CHUNK):
-            script(keys=self._keys(spec_sha), args=ids[start:start + CHUNK], client=client)
+            script(keys=self.script_keys(spec_sha), args=ids[start:start + CHUNK], client=client)
 
     def rebuild(self, spec_sha: str) -> None:
         """Recompute the spec's counters from its sets, atomically."""
-        self._rebuild(keys=self._keys(spec_sha), args=[])
+        self._rebuild(keys=self.script_keys(spec_sha), args=[])
 
     def read(self, spec_sha: str) -> dict[str, Counter]:
         """field -> Counter(policy -> n), from the counters (one HGETALL)."""

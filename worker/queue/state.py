@@ -9,43 +9,23 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
 
 from worker.queue import keys, time_sums
-from worker.queue.claim_heartbeat import Heartbeat
-from worker.queue.counters import Counters
+from worker.queue.claim_heartbeat import (
+    CLAIM,
+    RELEASE,
+    RELEASE_DEAD,
+    UNCLAIM,
+    Heartbeat,
+)
+from worker.queue.counters import FINISH, Counters
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
 from worker.queue.publish import publish, publish_ids, publish_tasks, queued_task_id, unacked_task_id
 
-# Release only our own claim.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-# Claim and count the attempt in one round trip: {0} when someone else holds the claim, else
-# {attempt, why the previous attempt ended (or false)}.
-_CLAIM = """
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-local previous = redis.call('get', KEYS[3])
-redis.call('set', KEYS[3], ARGV[3])
-return {redis.call('incr', KEYS[2]), previous}
-"""
-# Give back a claim whose attempt was the machine's fault, not the episode's (a results folder
-# that cannot be written, a worker shut down): the attempt is not counted.
-_UNCLAIM = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('del', KEYS[1])
-if redis.call('decr', KEYS[2]) <= 0 then redis.call('del', KEYS[2], KEYS[3]) end
-return 1
-"""
-# Release a claim held by a delivery that is known to be dead (its owner is "<worker>:<pid>:<task id>").
-_RELEASE_DEAD = """
-local owner = redis.call('get', KEYS[1])
-if owner and string.sub(owner, 1, #ARGV[1]) == ARGV[1] and string.sub(owner, -#ARGV[2]) == ARGV[2] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
 # The fleet's push budget, shared fairly (``QueueState.take_push_slot``). KEYS: this minute's
 # push counter, the waiting line (zset machine -> when it first asked), each waiter's lapse
 # time (hash). ARGV: machine, pushes per minute, now, the machine's patience (both seconds).
@@ -87,6 +67,10 @@ class QueueState:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self.counters = Counters(client)
+        # EVALSHA: the scripts' text is not sent with every delivery.
+        self._claim = client.register_script(CLAIM)
+        self._release = client.register_script(RELEASE)
+        self._finish = client.register_script(FINISH)
 
     # ------------------------------------------------------------------ the queue itself
     def publish(self, messages: list[EpisodeMessage], *, queue: str, priority: int = 0) -> int:
@@ -125,31 +109,34 @@ class QueueState:
         return [(sha, counts[2 * i], counts[2 * i + 1]) for i, sha in enumerate(shas)]
 
     # ------------------------------------------------------------------ claims and attempts
-    def claim(self, episode_id: str, owner: str, ttl_s: float) -> tuple[int, str | None]:
-        """Claim the episode and count one more attempt: (attempt, why the previous attempt
-        ended); attempt 0 when another delivery holds the claim.
+    def claim(self, episode_id: str, owner: str, ttl_s: float,
+              worker: str) -> tuple[int, Any]:
+        """Claim the episode and count one more attempt: (attempt, why the
+        previous attempt ended or None); (0, its owner) when another delivery
+        holds the claim; (-1, the notice) while ``worker`` is blocked
+        (``worker_block``).
 
         ``last_error`` is set to worker_lost now and overwritten if this attempt ends in a
         known way: if the worker dies, the next delivery knows why the attempt was lost.
         """
-        reply = self.r.eval(_CLAIM, 3, *_attempt_keys(episode_id), owner, int(ttl_s * 1000), _LOST)
-        return int(reply[0]), (reply[1] if len(reply) > 1 and reply[1] else None)
-
-    def claim_owner(self, episode_id: str) -> str | None:
-        return self.r.get(keys.claim(episode_id))
+        reply = self._claim(
+            keys=[*_attempt_keys(episode_id), keys.blocked(worker)],
+            args=[owner, int(ttl_s * 1000), _LOST])
+        detail = reply[1] if len(reply) > 1 and reply[1] else None
+        return int(reply[0]), (json.loads(detail) if reply[0] == -1 else detail)
 
     def release(self, episode_id: str, owner: str) -> None:
-        self.r.eval(_RELEASE, 1, keys.claim(episode_id), owner)
+        self._release(keys=[keys.claim(episode_id)], args=[owner])
 
     def unclaim(self, episode_id: str, owner: str) -> None:
         """Release our claim and take back the attempt it counted."""
-        self.r.eval(_UNCLAIM, 3, *_attempt_keys(episode_id), owner)
+        self.r.eval(UNCLAIM, 3, *_attempt_keys(episode_id), owner)
 
     def release_killed(self, episode_id: str, worker: str, delivery_id: str, why: str) -> None:
         """The delivery ``delivery_id`` of ``worker`` was killed: note why, free its claim."""
         with self.r.pipeline(transaction=False) as pipe:
             pipe.set(keys.last_error(episode_id), why)
-            pipe.eval(_RELEASE_DEAD, 1, keys.claim(episode_id), f"{worker}:", f":{delivery_id}")
+            pipe.eval(RELEASE_DEAD, 1, keys.claim(episode_id), f"{worker}:", f":{delivery_id}")
             pipe.execute()
 
     def heartbeat(self, episode_id: str, owner: str, ttl_s: float) -> Heartbeat:
@@ -185,25 +172,27 @@ class QueueState:
     # ------------------------------------------------------------------ done / enqueued
     def mark_done(self, spec_sha: str, episode_id: str, owner: str | None = None) -> None:
         """Record the episode as finished (and release our claim) in one round trip."""
-        self.mark_finished(spec_sha, episode_id, owner, done=True)
+        self.mark_finished([(spec_sha, episode_id, owner, True, None)])
 
-    def mark_finished(self, spec_sha: str, episode_id: str, owner: str | None, *, done: bool,
-                      time_use: tuple[str, Sequence[float]] | None = None) -> None:
-        """A record was written: a done one joins the done-set; an infrastructure-error record
-        (``done=False``: the retries ran out) leaves the episode free to be enqueued again.
-        ``time_use``: (machine, the record's ``SUMS``) for status's duty cycle."""
+    def mark_finished(self, finished: list[tuple[str, str, str | None, bool, tuple | None]]) -> None:
+        """Records were written, each (spec sha, episode id, our claim or None, done, time use):
+        a done one joins the done-set; an infrastructure-error record (not done: the retries ran
+        out) leaves the episode free to be enqueued again; time use, (machine, the record's
+        ``SUMS``), goes to status's duty cycle. One round trip: a script run per spec."""
+        by_spec: dict[str, list[tuple[str, str | None, bool]]] = {}
+        now = time.time()
         with self.r.pipeline(transaction=False) as pipe:
-            if time_use is not None:
-                time_sums.add(pipe, spec_sha, episode_id.split("/", 1)[0], *time_use)
-            if done:
-                self.counters.add_done(spec_sha, [episode_id], client=pipe)
-            else:
-                self.counters.remove_done(spec_sha, [episode_id], client=pipe)
-                self.counters.remove_enqueued(spec_sha, [episode_id], client=pipe)
-            pipe.zadd(keys.finished(spec_sha), {episode_id: time.time()})
-            pipe.delete(*_counter_keys([episode_id]))
-            if owner is not None:
-                pipe.eval(_RELEASE, 1, keys.claim(episode_id), owner)
+            for spec_sha, episode_id, owner, done, time_use in finished:
+                by_spec.setdefault(spec_sha, []).append((episode_id, owner, done))
+                if time_use is not None:
+                    time_sums.add(pipe, spec_sha, episode_id.split("/", 1)[0], *time_use)
+            for spec_sha, episodes in by_spec.items():
+                names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha)]
+                values: list[str | float] = [now]
+                for episode_id, owner, done in episodes:
+                    names += _attempt_keys(episode_id)
+                    values += (episode_id, int(done), owner or "")
+                self._finish(keys=names, args=values, client=pipe)
             pipe.execute()
 
     def repair_done(self, spec_sha: str, done: Iterable[str], not_done: Iterable[str]) -> None:
