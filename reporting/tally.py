@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from benchmark.records.results import OK
+from benchmark.records.time_use import add_sums
 from reporting.spec_digest import HASH_CHARS, SpecDigest
 
 COMPLETED, VALID, SUCCESSES = range(3)
@@ -97,7 +98,7 @@ class Tally:
                 continue
             completed.append(slot)
             if time_sums is not None:
-                _add(folder.time_use.setdefault(machine, [0.0] * len(time_sums)), time_sums, sign)
+                add_sums(folder.time_use.setdefault(machine, [0.0] * len(time_sums)), time_sums, sign)
             if error_type is None:
                 valid.append(slot)
                 if success:
@@ -114,7 +115,7 @@ class Tally:
             mine.excluded.update(theirs.excluded)
             mine.problems.update(theirs.problems)
             for machine, sums in theirs.time_use.items():
-                _add(mine.time_use.setdefault(machine, [0.0] * len(sums)), sums, 1)
+                add_sums(mine.time_use.setdefault(machine, [0.0] * len(sums)), sums, 1)
 
     def to_blobs(self) -> tuple[bytes, bytes]:
         names = sorted(self.folders)
@@ -140,7 +141,3 @@ class Tally:
             tally.folders[name] = folder
         return tally
 
-
-def _add(sums: list[float], values: Sequence[float], sign: int) -> None:
-    for i, value in enumerate(values):
-        sums[i] += sign * value

@@ -49,7 +49,7 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     # of them (numpy, the backends, the policies).
     from benchmark.backends import available_backends, run_self_test
     from benchmark.policies import check_policies_file
-    from benchmark.policies.policies_file import PROBE_SLOT, PoliciesFile, WorkerSlot
+    from benchmark.policies.policies_file import PROBE_SLOT, PoliciesFile
     from benchmark.run.settings import check_device
     from worker.gpu import lease_gpu, pin, visible_gpus
 
@@ -99,9 +99,9 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         from worker.queue.state import connect
         from worker.server_leases import ServerLeases, renew_on_heartbeats, servers_to_lease
 
-        slot = WorkerSlot.of(settings.leased_gpu, settings.leased_slot, settings.slots_per_gpu)
         leases = ServerLeases(connect(settings.broker_url), name, settings.machine,
-                              servers_to_lease(policies_file, slot, settings.machine), settings.server_lease_ttl_s)
+                              servers_to_lease(policies_file, settings.worker_slot, settings.machine),
+                              settings.server_lease_ttl_s)
         leases.acquire()  # another worker's server: exit 2, one line naming both
         renew_on_heartbeats(leases)
     start_heartbeat(settings.heartbeat_file, name)

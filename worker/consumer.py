@@ -8,12 +8,10 @@ stored as a dead letter, and a worker that cannot write records stops taking epi
 - **Pause and resume.** A child that cannot write a record (disk full, read-only or
   permission-denied results folder) leaves a notice in Redis (``keys.blocked(worker)``) and
   sends its message back. Before handing a message to the pool this consumer looks for the
-  notice (after a child sent a message back, and at least every
-  ``NOTICE_LOOK_S``; the child looks on every delivery, in its claim): if
-  there is one, the message goes back too and the worker stops consuming,
-  then probes
-  the folder every ``RTBENCH_BLOCKED_PROBE_INTERVAL`` seconds and resumes when a record-sized
-  file can be written there again.
+  notice (after a child sent a message back, and at least every ``NOTICE_LOOK_S``; the child
+  looks on every delivery, in its claim): if there is one, the message goes back too and the
+  worker stops consuming, then probes the folder every ``RTBENCH_BLOCKED_PROBE_INTERVAL``
+  seconds and resumes when a record-sized file can be written there again.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from benchmark.backends.base import Backend
 from benchmark.common.errors import BenchmarkError
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
-from benchmark.policies.policies_file import PoliciesFile, WorkerSlot
+from benchmark.policies.policies_file import PoliciesFile
 from benchmark.records.episode_errors import RetryableEpisodeError
 from benchmark.records.episodes import EpisodeKey
 from benchmark.records.results import counts_as_done, episode_done, write_record
@@ -137,9 +137,8 @@ class ChildContext:
         (a RuntimeError in ``load``, CUDA failing to start) propagates and is retried."""
         if name not in self._policies:
             try:
-                slot = WorkerSlot.of(self.settings.leased_gpu, self.settings.leased_slot,
-                                     self.settings.slots_per_gpu)
-                self._policies[name] = load_policy(name, {}, self.device, self.policies_file, slot)
+                self._policies[name] = load_policy(name, {}, self.device, self.policies_file,
+                                                   self.settings.worker_slot)
             except PolicyError as exc:
                 raise DeadLetter("unknown_policy", str(exc)) from None
         return self._policies[name]

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from benchmark.run.settings import RunSettings, SettingsError, number, read
+
+if TYPE_CHECKING:
+    from benchmark.policies.policies_file import WorkerSlot
 
 __all__ = ["Settings", "SettingsError", "active", "check_broker_url", "queue_names", "redact_url", "use"]
 
@@ -91,6 +94,13 @@ class Settings(RunSettings):
     def torch_device(self) -> str:
         """The device episodes run on: the one asked for, else the leased GPU, else the CPU."""
         return self.device or ("cuda:0" if self.leased_gpu is not None else "cpu")
+
+    @property
+    def worker_slot(self) -> WorkerSlot | None:
+        """What the policies file's ``{gpu}``/``{slot}`` stand for here; None without a GPU lease."""
+        from benchmark.policies.policies_file import WorkerSlot  # here: producers import settings
+
+        return WorkerSlot.of(self.leased_gpu, self.leased_slot, self.slots_per_gpu)
 
     @property
     def hard_time_limit_s(self) -> float:

@@ -18,7 +18,7 @@ Wall time here is the episodes' own: a worker waiting for the queue is not count
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,12 @@ def episode_sums(record: Mapping[str, Any]) -> tuple[float, ...] | None:
     return (1.0, float(duration), float(duration) * share, *map(float, values))
 
 
+def add_sums(sums: list[float], values: Sequence[float], sign: int = 1) -> None:
+    """Add (sign 1) or take away (sign -1) one episode's ``SUMS`` in place."""
+    for i, value in enumerate(values):
+        sums[i] += sign * value
+
+
 def machine_of(record: Mapping[str, Any]) -> str:
     worker = record.get("worker")
     machine = worker.get("machine") if isinstance(worker, dict) else None
@@ -53,9 +59,8 @@ class TimeUse:
 
     sums: list[float] = field(default_factory=lambda: [0.0] * len(SUMS))
 
-    def add(self, values: tuple[float, ...] | list[float], sign: int = 1) -> None:
-        for i, value in enumerate(values):
-            self.sums[i] += sign * value
+    def add(self, values: Sequence[float], sign: int = 1) -> None:
+        add_sums(self.sums, values, sign)
 
     def __getitem__(self, name: str) -> float:
         return self.sums[SUMS.index(name)]
