@@ -316,7 +316,7 @@ def _commit(ctx: ChildContext, spec: Spec, key: EpisodeKey, record: dict[str, An
     A record that cannot be written is the machine's fault: ``Blocked``."""
     settings = ctx.settings
     try:
-        path = write_record(settings.results_dir, record, sync_directory=False)
+        path = write_record(settings.results_dir, record, durable=False)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # the episode's name, not the machine
             raise DeadLetter("unwritable_name", f"{key.id}: {exc}") from None
@@ -327,10 +327,10 @@ def _commit(ctx: ChildContext, spec: Spec, key: EpisodeKey, record: dict[str, An
                                ttl_s=settings.block_ttl_s)
         claim.give_back_uncounted()
         raise Blocked(reason, str(target)) from exc
-    # The directory fsync (which makes the rename survive a crash) costs milliseconds: the
-    # finisher does it in the background, and only then marks the episode finished.
+    # The file's and the folder's fsync (which make the record survive a crash of the machine)
+    # cost a millisecond: the finisher does them in the background, then marks it finished.
     sums = episode_sums(record)
-    ctx.finisher.submit(path.parent, spec.sha256, key.id, claim.owner, done=counts_as_done(record),
+    ctx.finisher.submit(path, spec.sha256, key.id, claim.owner, done=counts_as_done(record),
                         time_use=None if sums is None else (settings.machine, sums))
     claim.settled = True
 

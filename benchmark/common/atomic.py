@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_directory: bool = True,
-                       temp_tag: str | None = None) -> Path:
+                       sync_file: bool = True, temp_tag: str | None = None) -> Path:
     """Write ``data`` to ``path`` atomically and durably.
 
     With ``sync_directory=False`` the caller takes over the directory fsync (which makes the
-    rename itself survive a crash) with ``fsync_directory``, e.g. off a hot path. ``temp_tag``
+    rename itself survive a crash) with ``fsync_directory``, e.g. off a hot path; with
+    ``sync_file=False`` also the file's (``make_durable`` does both). Until then a crash of the
+    machine (not of the process: the page cache outlives it) may leave the old file, no file or
+    an empty one. ``temp_tag``
     names the temp file (``.<name>.<tag>.<random>.tmp``; the process id by default), so that a
     writer that was killed can find its own leftovers again.
     """
@@ -40,7 +44,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_direct
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync_file:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp_name, target)
@@ -54,7 +59,34 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_direct
     return target
 
 
-def fsync_directory(directory: Path) -> None:
+def make_durable(paths: Iterable[str | os.PathLike[str]]) -> dict[str, OSError]:
+    """The fsyncs that ``write_bytes_atomic(sync_file=False, sync_directory=False)`` left out:
+    each file's, then each folder's once. A file replaced or moved since needs none (its new
+    writer synced it). Returns the files whose data could not be made durable, with the error:
+    never retried, as a second fsync after a failed one may succeed without the data."""
+    failed: dict[str, OSError] = {}
+    folders: dict[str, None] = {}
+    for path in map(os.fspath, paths):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            failed[path] = exc
+            continue
+        try:
+            os.fsync(fd)
+            folders[os.path.dirname(path)] = None
+        except OSError as exc:
+            failed[path] = exc
+        finally:
+            os.close(fd)
+    for folder in folders:
+        fsync_directory(folder)
+    return failed
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
     """Make the rename itself durable (a crash right after must not lose it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -65,13 +65,15 @@ def write_settled(target: Path, data: bytes, *,
                   conflicts_dir: Path | Callable[[], Path],
                   relative: str, who: Callable[[bytes], str],
                   replaceable: Callable[[bytes], bool] = lambda _old: False,
-                  sync_directory: bool = True, temp_tag: str | None = None) -> Settled:
+                  sync_directory: bool = True, sync_file: bool = True,
+                  temp_tag: str | None = None) -> Settled:
     """Write ``data`` to ``target`` unless the file holds a version that ``prefer`` ranks first.
 
     ``prefer(a, b)``: whether ``a`` wins over ``b``. ``replaceable(old)``: the old bytes are not
     a competing version (e.g. what the last commit held) and are replaced without a contest.
     The loser is kept first, then the winner written: a kill in between leaves both versions.
-    ``temp_tag``: see ``write_bytes_atomic``; ``conflicts_dir``: see
+    ``sync_directory``, ``sync_file``, ``temp_tag``: see ``write_bytes_atomic``
+    (a kept loser is always synced); ``conflicts_dir``: see
     ``keep_loser``.
     """
     with folder_lock(target.parent):
@@ -81,10 +83,12 @@ def write_settled(target: Path, data: bytes, *,
             old = None
         if old is None or old == data or replaceable(old):
             if old != data:
-                write_bytes_atomic(target, data, sync_directory=sync_directory, temp_tag=temp_tag)
+                write_bytes_atomic(target, data, sync_directory=sync_directory, sync_file=sync_file,
+                                   temp_tag=temp_tag)
             return Settled(written=True)
         if prefer(data, old):
             kept = keep_loser(conflicts_dir, relative, old, who(old))
-            write_bytes_atomic(target, data, sync_directory=sync_directory, temp_tag=temp_tag)
+            write_bytes_atomic(target, data, sync_directory=sync_directory, sync_file=sync_file,
+                               temp_tag=temp_tag)
             return Settled(written=True, kept=kept)
         return Settled(written=False, kept=keep_loser(conflicts_dir, relative, data, who(data)))

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import json
+import os
+import stat
 import sys
+import threading
 from dataclasses import replace
 
 import pytest
 
 from benchmark.spec.spec_file import load_spec
+from producer.enqueue import plan_enqueue
 from tests.integration.queue_support import dead_letters, message
+from worker.queue.publish import publish
 from worker.delivery import DEAD, GAVE_UP, RAN, SKIPPED, Blocked, ChildContext, Defer, Retry, deliver
 from worker.settings import Settings
 
@@ -93,3 +100,72 @@ def test_an_unexpected_exception_is_retried_then_dead_lettered(context, broker):
     assert run(context, episode, "d2") == DEAD
     (dead,) = dead_letters(broker)
     assert dead["reason"] == "delivery_failed" and "(after 2 attempts)" in dead["detail"]
+
+
+def _watch_fsyncs(monkeypatch, broker, episode: str, fail_files: bool = False) -> list[tuple]:
+    """Each fsync as (thread, "file" or "dir", path, the episode in the done-set then)."""
+    seen: list[tuple] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        seen.append((threading.current_thread().name, kind, os.readlink(f"/proc/self/fd/{fd}"),
+                     broker.sismember(f"rtbench:done:{SHA}", episode)))
+        if fail_files and kind == "file":
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+def test_a_record_is_marked_finished_only_after_its_file_and_folder_are_synced(context, broker, monkeypatch):
+    episode = "feedback/bias_lm_always_on/click_bell/episode_0"
+    seen = _watch_fsyncs(monkeypatch, broker, episode)
+    assert run(context, episode) == RAN
+    path = context.settings.results_dir / f"{episode}.json"
+    # Off the episode's path (the finisher's thread), the file before its folder, both before the mark.
+    assert seen == [("rtbench-finisher", "file", str(path), False),
+                    ("rtbench-finisher", "dir", str(path.parent), False)]
+    assert broker.sismember(f"rtbench:done:{SHA}", episode)
+
+
+def test_a_record_that_cannot_be_synced_is_not_marked_and_enqueue_decides_from_it(context, broker, monkeypatch,
+                                                                                 caplog):
+    episode = "feedback/bias_lm_always_on/click_bell/episode_0"
+    _watch_fsyncs(monkeypatch, broker, episode, fail_files=True)
+    assert run(context, episode) == RAN
+    assert not broker.sismember(f"rtbench:done:{SHA}", episode)
+    assert "could not be made durable (Input/output error); not marked finished" in caplog.text
+    monkeypatch.undo()
+    # The page cache still holds the record: the next enqueue counts it as done.
+    spec = load_spec("lm20")
+    plan = plan_enqueue(spec, ["feedback"], context.settings.results_dir, context.state, queue="episodes")
+    assert episode in plan.repair_done and episode not in plan.to_send
+
+
+def test_a_machine_crash_between_the_ack_and_the_mark_is_sent_again(context, broker, monkeypatch):
+    """The record's fsyncs run after the message is acknowledged: a power cut before them can
+    leave the file empty (or missing) and the episode unmarked. ``enqueue --requeue-stale``
+    sends it again and the new run replaces the empty file (kept aside, never deleted)."""
+    spec = load_spec("lm20")
+    episode = "feedback/bias_lm_always_on/click_bell/episode_0"
+    publish(broker, [message(episode)], queue="episodes")
+    broker.delete("episodes")  # delivered and acknowledged
+    monkeypatch.setattr(context.finisher, "submit", lambda *args, **kwargs: None)  # the crash came first
+    assert run(context, episode) == RAN
+    path = context.settings.results_dir / f"{episode}.json"
+    path.write_bytes(b"")  # what the crash left of the unsynced file
+    broker.delete(f"rtbench:claim:{episode}")  # expired with its heartbeat
+    monkeypatch.undo()
+    # (The rest of the spec was never enqueued: both plans send it.)
+    assert episode not in plan_enqueue(spec, ["feedback"], context.settings.results_dir, context.state,
+                                       queue="episodes").to_send  # not stale yet: counted as in flight
+    plan = plan_enqueue(spec, ["feedback"], context.settings.results_dir, context.state, queue="episodes",
+                        requeue_stale_after=0)
+    assert episode in plan.to_send and plan.stale == 1
+    assert run(context, episode, "d2") == RAN
+    assert json.loads(path.read_bytes())["success"] is not None
+    kept = list((context.settings.results_dir.parent / ".rtbench" / "conflicts").rglob("episode_0.json.*"))
+    assert [k.read_bytes() for k in kept] == [b""]
+    assert broker.sismember(f"rtbench:done:{SHA}", episode)

@@ -95,7 +95,7 @@ def test_three_machines_syncing_concurrently_end_with_exactly_the_union(tmp_path
             for cycle in range(30):  # each machine runs its own policy: distinct records
                 for s, t, r in episodes[cycle::30]:
                     write_record(target.results_dir, record(f"P{index}", s, t, r, target.machine),
-                                 sync_directory=False)
+                                 durable=False)
                 try:
                     run_cycle(target)
                 except SyncError as exc:

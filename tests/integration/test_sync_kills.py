@@ -60,7 +60,7 @@ class Writer:
               minute: int = 0) -> None:
         rec = record(policy, "bias_lm_always_on", task, repeat, target.machine, error=error,
                      finished_at=f"2026-11-30T10:{minute:02d}:00+00:00")
-        write_record(target.results_dir, rec, sync_directory=False)
+        write_record(target.results_dir, rec, durable=False)
         path = f"results/{policy}/bias_lm_always_on/{task}/episode_{repeat}.json"
         self.written.setdefault(path, []).append(json.dumps(rec, indent=2).encode())
         self.count += 1

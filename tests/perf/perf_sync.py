@@ -73,7 +73,7 @@ def make_clone(root: Path, committed: int) -> SyncTarget:
 def add_records(target: SyncTarget, policy: str, count: int) -> None:
     for i in range(count):
         write_record(target.results_dir, record(policy, SETTINGS[i % 20], TASKS[(i // 20) % 50], i // 1000),
-                     sync_directory=False)
+                     durable=False)
 
 
 def cycle_time(target: SyncTarget, run: int) -> float:

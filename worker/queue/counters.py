@@ -67,13 +67,13 @@ ADD_ENQUEUED = _membership_script(2, "redis.call('hset', KEYS[1], id, ARGV[1])",
 _REMOVE_ENQUEUED = _membership_script(1, "redis.call('hdel', KEYS[1], id)", "enqueued", -1, _IN_DONE)
 _ADD_DONE = _membership_script(1, "redis.call('sadd', KEYS[2], id)", "done", 1, _IN_ENQUEUED)
 _REMOVE_DONE = _membership_script(1, "redis.call('srem', KEYS[2], id)", "done", -1, _IN_ENQUEUED)
-# Records written (``QueueState.mark_finished``) in one round trip (a pipeline
-# with its script check was two): per episode, a done one joins the done-set,
-# one that is not (an infrastructure error) leaves both sets; then its finish
-# time, its attempt keys cleared, its claim released if still ``owner``'s.
-# KEYS: enqueued hash, done set, counts, finished zset, then claim, attempts
-# and last-error keys per episode. ARGV: now, then id, done (1 or 0) and owner
-# ('' for none) per episode.
+# Records written (``QueueState.mark_finished``) in one round trip: per episode, a
+# done one joins the done-set, one that is not (an infrastructure error) leaves both
+# sets; then its finish time, its attempt keys cleared, its claim released if still
+# ``owner``'s, and its time use added (``time_sums.py``). KEYS: enqueued hash, done
+# set, counts, finished zset, time-use hash, then claim, attempts and last-error
+# keys per episode. ARGV: now, then per episode id, done (1 or 0), owner ('' for
+# none), the time-use field prefix, n, and n (sum name, value) pairs.
 _ADDED = _membership_step("redis.call('sadd', KEYS[2], id)", "done", 1,
                           _IN_ENQUEUED)
 _DROPPED = (_membership_step("redis.call('srem', KEYS[2], id)", "done", -1,
@@ -81,9 +81,10 @@ _DROPPED = (_membership_step("redis.call('srem', KEYS[2], id)", "done", -1,
             + _membership_step("redis.call('hdel', KEYS[1], id)", "enqueued",
                                -1, _IN_DONE))
 FINISH = _PREAMBLE + f"""
-for i = 1, (#KEYS - 4) / 3 do
-  local id, owner, k = ARGV[3 * i - 1], ARGV[3 * i + 1], 3 * i + 2
-  if ARGV[3 * i] == '1' then{_ADDED}
+local k, a = 6, 2
+while a <= #ARGV do
+  local id, owner, prefix, n = ARGV[a], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+  if ARGV[a + 1] == '1' then{_ADDED}
   else{_DROPPED}
   end
   redis.call('zadd', KEYS[4], ARGV[1], id)
@@ -91,6 +92,10 @@ for i = 1, (#KEYS - 4) / 3 do
   if owner ~= '' and redis.call('get', KEYS[k]) == owner then
     redis.call('del', KEYS[k])
   end
+  for j = a + 5, a + 3 + 2 * n, 2 do
+    redis.call('hincrbyfloat', KEYS[5], prefix .. ARGV[j], ARGV[j + 1])
+  end
+  k, a = k + 3, a + 5 + 2 * n
 end
 flush()
 """

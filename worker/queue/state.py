@@ -178,22 +178,21 @@ class QueueState:
         """Records were written, each (spec sha, episode id, our claim or None, done, time use):
         a done one joins the done-set; an infrastructure-error record (not done: the retries ran
         out) leaves the episode free to be enqueued again; time use, (machine, the record's
-        ``SUMS``), goes to status's duty cycle. One round trip: a script run per spec."""
-        by_spec: dict[str, list[tuple[str, str | None, bool]]] = {}
+        ``SUMS``), goes to status's duty cycle. One round trip: a script run per spec (EVALSHA;
+        redis-py loads it again after a Redis restart)."""
+        by_spec: dict[str, tuple[list[str], list[str | float | int]]] = {}
         now = time.time()
-        with self.r.pipeline(transaction=False) as pipe:
-            for spec_sha, episode_id, owner, done, time_use in finished:
-                by_spec.setdefault(spec_sha, []).append((episode_id, owner, done))
-                if time_use is not None:
-                    time_sums.add(pipe, spec_sha, episode_id.split("/", 1)[0], *time_use)
-            for spec_sha, episodes in by_spec.items():
-                names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha)]
-                values: list[str | float] = [now]
-                for episode_id, owner, done in episodes:
-                    names += _attempt_keys(episode_id)
-                    values += (episode_id, int(done), owner or "")
-                self._finish(keys=names, args=values, client=pipe)
-            pipe.execute()
+        for spec_sha, episode_id, owner, done, time_use in finished:
+            if spec_sha not in by_spec:
+                names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha), keys.time_use(spec_sha)]
+                by_spec[spec_sha] = names, [now]
+            names, values = by_spec[spec_sha]
+            names += _attempt_keys(episode_id)
+            values += (episode_id, int(done), owner or "")
+            values += (time_sums.finish_args(episode_id.split("/", 1)[0], *time_use) if time_use is not None
+                       else ("", 0))
+        for names, values in by_spec.values():
+            self._finish(keys=names, args=values)
 
     def repair_done(self, spec_sha: str, done: Iterable[str], not_done: Iterable[str]) -> None:
         """Make the done-set agree with the records: add episodes whose record is done (a mark

@@ -3,7 +3,7 @@
 the records themselves).
 
 ``keys.time_use(sha)`` is a hash with fields ``<policy>|<machine>|<sum>``, one per name of
-``SUMS``, added to by one script call per record in the pipeline that marks it finished.
+``SUMS``, added to by the script that marks a record finished (``counters.FINISH``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import redis
 from benchmark.records.time_use import SUMS, TimeUse
 from worker.queue import keys
 
-_ADD = "for i = 2, #ARGV, 2 do redis.call('hincrbyfloat', KEYS[1], ARGV[1] .. ARGV[i], ARGV[i + 1]) end"
-
-
-def add(pipe: redis.client.Pipeline, spec_sha: str, policy: str, machine: str, sums: Sequence[float]) -> None:
+def finish_args(policy: str, machine: str, sums: Sequence[float]) -> list[str | int]:
+    """The FINISH script's time-use arguments of one record (``counters.FINISH``): the field
+    prefix, then the count and the (name, value) pairs of its sums that are not zero."""
     pairs = [item for name, value in zip(SUMS, sums, strict=True) if value for item in (name, repr(value))]
-    pipe.eval(_ADD, 1, keys.time_use(spec_sha), f"{policy}|{machine}|", *pairs)
+    return [f"{policy}|{machine}|", len(pairs) // 2, *pairs]
 
 
 def read(client: redis.Redis, spec_sha: str) -> dict[tuple[str, str], TimeUse]:
