@@ -2,7 +2,8 @@
 
 Every delivery ends in exactly one of (docs/design.md "Delivery"):
 
-- a record, written atomically (a valid record found on disk counts: the delivery is skipped);
+- a record, written atomically (an episode in the done-set, or with a done record on disk,
+  counts: the delivery is skipped);
 - a re-delivery: ``Defer`` (the episode is claimed by another delivery: the claim may belong to
   a worker killed a second ago, so this copy is kept), ``Retry`` (an infrastructure failure or
   an unexpected exception, attempts counted, with backoff) or ``Blocked`` (this machine cannot
@@ -40,7 +41,7 @@ from benchmark.run.runner import infrastructure_failure_record, run_episode
 from benchmark.spec.spec_file import Spec, load_spec
 from worker.finisher import Finisher
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
-from worker.queue.state import QueueState, connect
+from worker.queue.state import DONE_ALREADY, QueueState, connect
 from worker.queue.verdicts import FleetVerdicts
 from worker.settings import Settings
 
@@ -191,16 +192,17 @@ def deliver(ctx: ChildContext, args: tuple, kwargs: dict, *, hostname: str, deli
 
 def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delivery_id: str,
              progress: _Progress) -> str:
-    """The protocol: admit -> claim or defer -> run or give up -> commit."""
-    admitted = _admit(ctx, args, kwargs, hostname, progress)
-    if admitted is None:
-        return SKIPPED
-    message, spec = admitted
+    """The protocol: admit -> claim (or defer, or skip a done episode) -> run or give up -> commit."""
+    message, spec = _admit(ctx, args, kwargs, progress)
     key = message.key
-    with _claim_or_defer(ctx, key.id, hostname, delivery_id) as claim:
+    claim = _claim_or_defer(ctx, spec, key.id, hostname, delivery_id)
+    if claim is None:  # in the done-set: done here or on another machine
+        return SKIPPED
+    with claim:
         progress.attempt = claim.attempt
-        # Look again under the claim: another delivery may have finished (and released its
-        # claim) between our first look and the claim. Never run an episode twice to completion.
+        # A record here that the done-set lacks (its mark still on the way, or lost with a
+        # Redis restart), looked for under the claim: another delivery may have finished it and
+        # released its claim a moment ago. Never run an episode twice to completion.
         if episode_done(key, ctx.settings.results_dir):
             ctx.state.mark_done(spec.sha256, key.id, claim.owner)
             claim.settled = True
@@ -210,19 +212,14 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
         return outcome
 
 
-def _admit(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str,
-           progress: _Progress) -> tuple[EpisodeMessage, Spec] | None:
-    """The message's episode and spec; None when a done record exists (skip). Raises
-    ``DeadLetter`` for a message that can never run. (The claim looks for the
-    worker's "blocked" notice.)"""
+def _admit(ctx: ChildContext, args: tuple, kwargs: dict, progress: _Progress) -> tuple[EpisodeMessage, Spec]:
+    """The message's episode and spec. Raises ``DeadLetter`` for a message that can never run,
+    ``SlotCapped`` for one this worker's slot may not run."""
     try:
         message = parse_message(args, kwargs)
     except MalformedMessage as bad:
         raise DeadLetter(bad.reason, bad.detail) from None
     progress.episode_id = message.key.id
-    if episode_done(message.key, ctx.settings.results_dir):
-        ctx.state.mark_done(message.spec_sha256, message.key.id)
-        return None
     spec = ctx.spec(message)
     cap, slot = ctx.slot_cap(message.key.policy), ctx.settings.leased_slot
     if cap is not None and slot is not None and slot >= cap:
@@ -269,10 +266,14 @@ class _Claim:
             log.warning("could not give back %s; its claim expires by itself", self.episode_id)
 
 
-def _claim_or_defer(ctx: ChildContext, episode_id: str, hostname: str, delivery_id: str) -> _Claim:
+def _claim_or_defer(ctx: ChildContext, spec: Spec, episode_id: str, hostname: str,
+                    delivery_id: str) -> _Claim | None:
+    """Our claim; None when the episode is in the done-set (nothing claimed or counted)."""
     owner = f"{hostname}:{os.getpid()}:{delivery_id}"
-    attempt, detail = ctx.state.claim(episode_id, owner,
+    attempt, detail = ctx.state.claim(spec.sha256, episode_id, owner,
                                       ctx.settings.claim_ttl_s, hostname)
+    if attempt == DONE_ALREADY:
+        return None
     if attempt < 0:
         # Paused: the parent stops consuming; a deferred copy may still arrive.
         # Nothing was claimed or counted.

@@ -19,12 +19,15 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "sync-journal"
 SCAN_NEEDED = "sync-scan-needed"  # beside the journal: a line could not be appended, scan soon
+_LOOKUP_EVERY_S = 1.0
+_looked_up: dict[str, tuple[float, Path]] = {}  # results folder as given -> (when, journal path)
 
 
 def state_dir(results_dir: str | os.PathLike[str]) -> Path:
@@ -59,10 +62,22 @@ def make_state_dir(results_dir: str | os.PathLike[str]) -> Path:
     return directory
 
 
+def _journal_of_writer(results_dir: str | os.PathLike[str]) -> Path:
+    """``journal_path``, looked up again at most once a second per results folder: the lookup
+    (a realpath, a stat) was half of a line's cost, at every record. A clone made at the results
+    folder or a symlink repointed is followed within a second; a line written to the old journal
+    meanwhile is a missed line, found by the sync's scan like any other."""
+    key, now = os.fspath(results_dir), time.monotonic()
+    found = _looked_up.get(key)
+    if found is None or now - found[0] >= _LOOKUP_EVERY_S:
+        found = _looked_up[key] = now, journal_path(results_dir)
+    return found[1]
+
+
 def note_written(results_dir: str | os.PathLike[str], relative_path: str) -> None:
     """Append one written record's path. Never raises: the record is written either way, and a
     missed line costs only a ``--scan``."""
-    path = journal_path(results_dir)
+    path = _journal_of_writer(results_dir)
     try:
         for _ in range(100):  # a rename by the sync cycle between open and lock: open the new one
             try:

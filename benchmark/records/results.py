@@ -213,9 +213,9 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, durable:
         data = json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise RecordError(f"record {key.id} is not JSON-serializable: {exc}") from None
-    results = Path(results_dir)
+    results = os.fspath(results_dir)
     relative = f"{key.id}.json"
-    path = key.result_path(results)
+    path = os.path.join(results, relative)  # strings until the end: pathlib's parsing costs
     # The conflicts folder (realpath, a stat) is found only when a conflict needs it.
     settled = write_settled(
         path, data, prefer=preferred_record, relative=relative,
@@ -225,7 +225,7 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, durable:
         log.warning("episode %s: %s version kept as %s (the rule: a done record first, "
                     "then the earlier finished_at)", key.id, "the older" if settled.written else "this", settled.kept)
     note_written(results, relative)
-    return path
+    return Path(path)
 
 
 def conflicts_dir(results_dir: str | os.PathLike[str]) -> Path:

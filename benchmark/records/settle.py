@@ -35,12 +35,12 @@ class Settled:
 
 
 @contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     """Exclusive, for the writers of one folder (the kernel frees it if the holder dies)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:  # made on demand: no mkdir before each write
-        folder.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -60,7 +60,7 @@ def keep_loser(conflicts_dir: Path | Callable[[], Path], relative: str,
     return write_bytes_atomic(kept, raw)
 
 
-def write_settled(target: Path, data: bytes, *,
+def write_settled(target: str | os.PathLike[str], data: bytes, *,
                   prefer: Callable[[bytes, bytes], bool],
                   conflicts_dir: Path | Callable[[], Path],
                   relative: str, who: Callable[[bytes], str],
@@ -76,9 +76,10 @@ def write_settled(target: Path, data: bytes, *,
     (a kept loser is always synced); ``conflicts_dir``: see
     ``keep_loser``.
     """
-    with folder_lock(target.parent):
+    with folder_lock(os.path.dirname(target)):
         try:
-            old = target.read_bytes()
+            with open(target, "rb") as handle:
+                old = handle.read()
         except FileNotFoundError:
             old = None
         if old is None or old == data or replaceable(old):

@@ -55,6 +55,7 @@ redis.call('hdel', KEYS[3], machine)
 return 1
 """
 _LOST = "worker_lost: its worker died while running it"
+DONE_ALREADY = -2  # what ``claim`` returns for an episode in the done-set
 RAW_LIMIT = 4096  # characters of an undecodable message kept in its dead letter
 
 
@@ -109,19 +110,19 @@ class QueueState:
         return [(sha, counts[2 * i], counts[2 * i + 1]) for i, sha in enumerate(shas)]
 
     # ------------------------------------------------------------------ claims and attempts
-    def claim(self, episode_id: str, owner: str, ttl_s: float,
+    def claim(self, spec_sha: str, episode_id: str, owner: str, ttl_s: float,
               worker: str) -> tuple[int, Any]:
         """Claim the episode and count one more attempt: (attempt, why the
         previous attempt ended or None); (0, its owner) when another delivery
         holds the claim; (-1, the notice) while ``worker`` is blocked
-        (``worker_block``).
+        (``worker_block``); (DONE_ALREADY, None) when the episode is in the spec's done-set.
 
         ``last_error`` is set to worker_lost now and overwritten if this attempt ends in a
         known way: if the worker dies, the next delivery knows why the attempt was lost.
         """
         reply = self._claim(
-            keys=[*_attempt_keys(episode_id), keys.blocked(worker)],
-            args=[owner, int(ttl_s * 1000), _LOST])
+            keys=[*_attempt_keys(episode_id), keys.blocked(worker), keys.done(spec_sha)],
+            args=[owner, int(ttl_s * 1000), _LOST, episode_id])
         detail = reply[1] if len(reply) > 1 and reply[1] else None
         return int(reply[0]), (json.loads(detail) if reply[0] == -1 else detail)
 
