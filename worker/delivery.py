@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import redis
 from benchmark.backends import backend_class
 from benchmark.backends.base import Backend
 from benchmark.common.errors import BenchmarkError
+from benchmark.common.process_id import process_id
 from benchmark.policies import PolicyError, load_policy
 from benchmark.policies.base import PolicyAdapter
 from benchmark.policies.policies_file import PoliciesFile
@@ -155,7 +155,7 @@ class ChildContext:
         return self._backend
 
     def worker_info(self, hostname: str) -> dict[str, Any]:
-        return {"machine": self.settings.machine, "hostname": hostname, "pid": os.getpid(),
+        return {"machine": self.settings.machine, "hostname": hostname, "pid": process_id(),
                 "gpu": self.settings.leased_gpu, "device": self.device,
                 **({"gpu_slot": self.settings.leased_slot, "slots_per_gpu": self.settings.slots_per_gpu}
                    if self.settings.slots_per_gpu > 1 else {})}
@@ -269,7 +269,7 @@ class _Claim:
 def _claim_or_defer(ctx: ChildContext, spec: Spec, episode_id: str, hostname: str,
                     delivery_id: str) -> _Claim | None:
     """Our claim; None when the episode is in the done-set (nothing claimed or counted)."""
-    owner = f"{hostname}:{os.getpid()}:{delivery_id}"
+    owner = f"{hostname}:{process_id()}:{delivery_id}"
     attempt, detail = ctx.state.claim(spec.sha256, episode_id, owner,
                                       ctx.settings.claim_ttl_s, hostname)
     if attempt == DONE_ALREADY:

@@ -13,6 +13,8 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from benchmark.common.process_id import process_id
+
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_directory: bool = True,
                        sync_file: bool = True, temp_tag: str | None = None) -> Path:
@@ -29,7 +31,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, sync_direct
     folder, name = os.path.split(target)
     # A leading dot keeps the temp file out of every `episode_*.json` glob.
     tmp_name = os.path.join(
-        folder, f".{name}.{temp_tag or os.getpid()}.{secrets.token_hex(4)}.tmp")
+        folder, f".{name}.{temp_tag or process_id()}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 honours the umask (mkstemp would force 0o600, and result
     # files are read by other users and containers).
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL

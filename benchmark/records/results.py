@@ -25,6 +25,7 @@ from benchmark.common.errors import InvalidNameError, RecordError
 from benchmark.records.episodes import EpisodeKey, repeat_index_from_filename
 from benchmark.records.failure_modes import RETRIED_LABELS
 from benchmark.records.journal import note_written, state_dir
+from benchmark.records.record_bytes import record_bytes
 from benchmark.records.schema import EpisodeRecord
 from benchmark.records.settle import CONFLICTS, write_settled
 
@@ -210,7 +211,7 @@ def write_record(results_dir: str | Path, record: Mapping[str, Any], *, durable:
     """
     key = check_record(record)
     try:
-        data = json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
+        data = record_bytes(record)
     except (TypeError, ValueError) as exc:
         raise RecordError(f"record {key.id} is not JSON-serializable: {exc}") from None
     results = os.fspath(results_dir)

@@ -16,8 +16,8 @@ import pytest
 from benchmark.spec.spec_file import load_spec
 from producer.enqueue import plan_enqueue
 from tests.integration.queue_support import dead_letters, message
-from worker.queue.publish import publish
 from worker.delivery import DEAD, GAVE_UP, RAN, SKIPPED, Blocked, ChildContext, Defer, Retry, deliver
+from worker.queue.publish import publish
 from worker.settings import Settings
 
 SHA = load_spec("lm20").sha256

@@ -4,7 +4,8 @@
    the same payloads (target <= 5x the raw pipeline, and under 10 s);
 2. re-enqueue with nothing new (target under 3 s);
 3. end-to-end throughput of zero-cost episodes through ``python -m worker`` vs a trivial Celery
-   task with the same reliability settings (target >= 0.5x);
+   task with the same reliability settings (target >= 0.7x, issue 24; each side's best of three
+   interleaved rounds: a two-core machine's own speed moves by a fifth between minutes);
 4. makespan of a heterogeneous workload (sleep proportional to the step limit) on 8 workers vs
    the lower bound max(total/8, longest) (target <= 1.05x), next to the same workload split
    statically by ``--worker-id`` round robin (computed from the same durations).
@@ -166,7 +167,7 @@ def drain_time(client: redis.Redis, total: int, done_key: str | None) -> float:
         time.sleep(0.01)
 
 
-def measure_throughput(client: redis.Redis, env: dict, root: Path, n: int = 500, rounds: int = 2) -> None:
+def measure_throughput(client: redis.Redis, env: dict, root: Path, n: int = 500, rounds: int = 3) -> None:
     """Steady state: each side first runs one warm-up message (imports, spec load), then n."""
     from worker.queue.messages import EpisodeMessage
 
@@ -200,8 +201,9 @@ def measure_throughput(client: redis.Redis, env: dict, root: Path, n: int = 500,
         finally:
             stop(procs)
     ratio = our_rate / trivial_rate
-    print(f"3. throughput, zero-cost episodes (1 worker, best of {rounds}): {our_rate:.0f}/s vs trivial Celery task "
-          f"{trivial_rate:.0f}/s = {ratio:.2f}x   target >= 0.5x -> {'ok' if ratio >= 0.5 else 'FAIL'}")
+    print(f"3. throughput, zero-cost episodes (1 worker, best of {rounds}): {our_rate:.0f}/s\n"
+          f"   vs a trivial Celery task {trivial_rate:.0f}/s = {ratio:.2f}x"
+          f"   target >= 0.7x -> {'ok' if ratio >= 0.7 else 'FAIL'}")
 
 
 def measure_makespan(client: redis.Redis, env: dict, root: Path, workers: int = 8, scale: float = 0.002) -> None:

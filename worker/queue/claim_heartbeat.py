@@ -6,12 +6,13 @@ and was taken is left alone)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from typing import ClassVar
 
 import redis
+
+from benchmark.common.process_id import process_id
 
 # Release only our own claim.
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -71,8 +72,8 @@ class Heartbeat:
         cls = type(self)
         with cls._lock:
             cls._claims[self._id] = self._entry
-            if cls._thread is None or cls._pid != os.getpid():  # a forked child needs its own thread
-                cls._pid = os.getpid()
+            if cls._thread is None or cls._pid != process_id():  # a forked child needs its own thread
+                cls._pid = process_id()
                 cls._thread = threading.Thread(target=cls._run, name="rtbench-claim-heartbeat", daemon=True)
                 cls._thread.start()
         return self

@@ -15,6 +15,7 @@ import redis
 from benchmark.records.time_use import SUMS, TimeUse
 from worker.queue import keys
 
+
 def finish_args(policy: str, machine: str, sums: Sequence[float]) -> list[str | int]:
     """The FINISH script's time-use arguments of one record (``counters.FINISH``): the field
     prefix, then the count and the (name, value) pairs of its sums that are not zero."""
