@@ -3,6 +3,7 @@ running queue."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from producer.status import (
     workers_table,
 )
 from producer.verify import plan_verify, send_units
+from worker.queue.fleet_policies import fleet_policies, loadable_policies, unknown_policy_message
 from worker.queue.messages import VERIFY_QUEUE
 
 
@@ -71,6 +73,21 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     return plan
 
 
+def known_policy_names(obj: Context) -> tuple[list[str], bool]:
+    """(names some worker announced recently or this machine can load, whether no worker announced any)."""
+    fleet = fleet_policies(obj.state.r)
+    local = loadable_policies(PoliciesFile.load(obj.settings.policies_file) if obj.settings.policies_file else None)
+    return sorted({*fleet, *local}), not fleet
+
+
+def refuse_unknown_policies(obj: Context, policies: tuple[str, ...]) -> None:
+    """Stop before sending anything for a policy neither the fleet nor this machine can load."""
+    known, fleet_empty = known_policy_names(obj)
+    unknown = [name for name in policies if name not in known]
+    if unknown:
+        raise UserError(unknown_policy_message(unknown, known, fleet_empty=fleet_empty))
+
+
 def warn_unlisted_policies(policies_file: Path | None, policies: tuple[str, ...], console: Console) -> None:
     """Say when the policies file this machine sees does not name a policy being enqueued (the
     workers would then look for it among the built-in and entry-point policies)."""
@@ -100,14 +117,18 @@ Examples:
 @click.option("--requeue-stale", is_flag=True, help="Re-send enqueued episodes whose message was lost.")
 @click.option("--stale-after", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="Seconds since enqueue before an episode may count as stale.")
+@click.option("--allow-unknown-policy", is_flag=True,
+              help="Enqueue a policy no worker has announced (workers not started yet).")
 @group_options
 @click.pass_obj
 @user_errors
 def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, priority, requeue_stale,
-            stale_after) -> None:
+            stale_after, allow_unknown_policy) -> None:
     """Enqueue the episodes of SPEC not done yet; running it twice sends nothing new."""
     spec = load_filtered(spec_ref, policies, spec_slice)
     warn_unlisted_policies(obj.settings.policies_file, policies, Console(stderr=True))
+    if not allow_unknown_policy:
+        refuse_unknown_policies(obj, policies)
     do_enqueue(obj, spec, spec_ref, policies, dry_run=dry_run, priority=priority,
                requeue_stale_after=stale_after if requeue_stale else None, console=Console(),
                whole_spec=spec_slice == WHOLE_SPEC)
@@ -150,8 +171,14 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
                 raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
 
         def table() -> Table:
-            return status_table(collect_status(spec, list(policies), obj.state, obj.settings.queues[0],
-                                               whole_spec=whole, verify=verify))
+            shown = status_table(collect_status(spec, list(policies), obj.state, obj.settings.queues[0],
+                                                whole_spec=whole, verify=verify))
+            known = known_policy_names(obj)[0]
+            if unknown := [name for name in policies if name not in known]:
+                note = (f"unknown: {', '.join(unknown)} (no worker announced it and this machine "
+                        "cannot load it: its messages end as dead letters)")
+                shown.caption = "\n".join(filter(None, [shown.caption, textwrap.fill(note, 78)]))
+            return shown
 
     def view() -> Group:
         parts = [table()]

@@ -94,9 +94,10 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
         name = f"gpu{lease.label}@{settings.machine}"
     else:
         name = f"cpu{os.getpid()}@{settings.machine}"
+    from worker.queue.state import connect
+
     leases = None
     if policies_file is not None:  # each stateful policy server serves this worker alone
-        from worker.queue.state import connect
         from worker.server_leases import ServerLeases, renew_on_heartbeats, servers_to_lease
 
         leases = ServerLeases(connect(settings.broker_url), name, settings.machine,
@@ -104,6 +105,15 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
                               settings.server_lease_ttl_s)
         leases.acquire()  # another worker's server: exit 2, one line naming both
         renew_on_heartbeats(leases)
+    from celery.signals import heartbeat_sent, worker_ready
+
+    from worker.queue.fleet_policies import Announcer, loadable_policies
+
+    # So that producer enqueue can refuse a name no worker can load (a typo): announced when
+    # ready, then on Celery's event heartbeats (at most every few minutes).
+    announcer = Announcer(connect(settings.broker_url), name, settings.machine, loadable_policies(policies_file))
+    worker_ready.connect(lambda **_: announcer.announce(), weak=False)
+    heartbeat_sent.connect(lambda **_: announcer.announce(), weak=False)
     start_heartbeat(settings.heartbeat_file, name)
     # On the leased GPU, in a separate process: a machine that cannot run the backend (e.g.
     # RoboTwin cannot render) stops here, exit 2, before it takes a single episode.

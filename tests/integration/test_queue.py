@@ -114,7 +114,7 @@ def test_bad_messages_go_to_the_dead_letter_list_and_the_worker_keeps_working(pr
 
 def test_requeued_dead_letters_are_published_like_enqueue_and_never_sent_twice(producer, workers, broker):
     args = ["lm20", "--policy", "Motus", "--settings", "bias_lm_always_on", "--tasks", "click_bell",
-            "--max-repeat", "1"]
+            "--max-repeat", "1", "--allow-unknown-policy"]
     assert "enqueued 1" in producer("enqueue", *args).stdout
     worker = workers()  # Motus is not installed here: a dead letter
     wait_for(lambda: broker.llen("rtbench:dead") == 1, 60, "the dead letter")

@@ -96,7 +96,7 @@ def test_a_failed_expert_is_recorded(workers, producer, broker, tmp_path, checko
 def test_a_machine_that_cannot_run_robotwin_stops_at_start_and_takes_nothing(producer, broker, queue_env, checkout,
                                                                               change, words):
     producer("enqueue", "lm20", "--policy", "HoldStill", "--settings", "bias_lm_always_on", "--tasks", "click_bell",
-             "--max-repeat", "2")
+             "--max-repeat", "2", "--allow-unknown-policy")
     queued = broker.llen("episodes")
     assert queued == 2
     started = subprocess.run([sys.executable, "-m", "worker"], capture_output=True, text=True, timeout=120,
@@ -106,13 +106,15 @@ def test_a_machine_that_cannot_run_robotwin_stops_at_start_and_takes_nothing(pro
 
 
 def test_enqueue_and_report_import_nothing_of_robotwin(tmp_path, checkout, queue_env):
-    for command in (["-m", "producer", "enqueue", "lm20", "--policy", "Motus", "--dry-run"],
+    for command in (["-m", "producer", "enqueue", "lm20", "--policy", "Motus", "--dry-run",
+                     "--allow-unknown-policy"],
                     ["-m", "reporting.cli", "--spec", "lm20", "--results-dir", str(tmp_path / "none")]):
         ran = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True, text=True,
                              timeout=120, env={**os.environ, **queue_env, **checkout})
         imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines() if "import time:" in line}
         assert not {"envs", "sapien", "benchmark.backends.robotwin", "torch"} & imported, command
-    dry = subprocess.run([sys.executable, "-m", "producer", "enqueue", "lm20", "--policy", "Motus", "--dry-run"],
+    dry = subprocess.run([sys.executable, "-m", "producer", "enqueue", "lm20", "--policy", "Motus", "--dry-run",
+                          "--allow-unknown-policy"],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, **queue_env})  # no checkout named at all
     assert dry.returncode == 0 and "lm20: would enqueue" in dry.stdout, dry.stdout + dry.stderr

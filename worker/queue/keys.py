@@ -27,6 +27,9 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
                        own patience): a crashed machine must not hold the front forever
 - ``policy_server:<address>`` the worker that leased a policy server (JSON: worker, policy,
                        machine); renewed while the worker lives (``worker/server_leases.py``)
+- ``fleet_policies``   hash policy -> the last worker that announced it can load it (JSON:
+                       worker, machine, time); ``producer enqueue`` refuses other names
+                       (``fleet_policies.py``)
 - ``expert:<digest>``  an expert check's verdict for one scene (JSON), shared by the fleet
                        (``verdicts.py``, benchmark/run/expert_verdicts.py); the digest is a
                        sha256 of the backend's key (task, env seed, simulator provenance)
@@ -41,6 +44,7 @@ import hashlib
 
 PREFIX = "rtbench:"
 DEAD = f"{PREFIX}dead"
+FLEET_POLICIES = f"{PREFIX}fleet_policies"
 
 PRIORITY_STEPS = (0, 3, 6, 9)    # kombu's Redis priority buckets
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis queue-name separator for priority buckets
