@@ -73,19 +73,18 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     return plan
 
 
-def known_policy_names(obj: Context) -> tuple[list[str], bool]:
-    """(names some worker announced recently or this machine can load, whether no worker announced any)."""
-    fleet = fleet_policies(obj.state.r)
-    local = loadable_policies(PoliciesFile.load(obj.settings.policies_file) if obj.settings.policies_file else None)
-    return sorted({*fleet, *local}), not fleet
+def local_policy_names(obj: Context) -> list[str]:
+    """The names this machine can load (its built-ins, entry points and policies file)."""
+    return loadable_policies(PoliciesFile.load(obj.settings.policies_file) if obj.settings.policies_file else None)
 
 
 def refuse_unknown_policies(obj: Context, policies: tuple[str, ...]) -> None:
     """Stop before sending anything for a policy neither the fleet nor this machine can load."""
-    known, fleet_empty = known_policy_names(obj)
+    fleet = fleet_policies(obj.state.r)
+    known = sorted({*fleet, *local_policy_names(obj)})
     unknown = [name for name in policies if name not in known]
     if unknown:
-        raise UserError(unknown_policy_message(unknown, known, fleet_empty=fleet_empty))
+        raise UserError(unknown_policy_message(unknown, known, fleet_empty=not fleet))
 
 
 def warn_unlisted_policies(policies_file: Path | None, policies: tuple[str, ...], console: Console) -> None:
@@ -170,10 +169,12 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
             if not policies:
                 raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
 
+        local = local_policy_names(obj)  # read once; the fleet's names at every refresh
+
         def table() -> Table:
             shown = status_table(collect_status(spec, list(policies), obj.state, obj.settings.queues[0],
                                                 whole_spec=whole, verify=verify))
-            known = known_policy_names(obj)[0]
+            known = {*fleet_policies(obj.state.r), *local}
             if unknown := [name for name in policies if name not in known]:
                 note = (f"unknown: {', '.join(unknown)} (no worker announced it and this machine "
                         "cannot load it: its messages end as dead letters)")

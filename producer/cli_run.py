@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from benchmark.common.cli_support import UserError, user_errors
-from benchmark.policies import available_policies
 from benchmark.policies.policies_file import PoliciesFile
 from benchmark.run.summary import print_run_summary
 from benchmark.spec.slicing import SpecSlice, report_command
@@ -23,6 +22,7 @@ from producer.cli_queue import do_enqueue
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan
 from producer.status import blocked_lines
+from worker.queue.fleet_policies import loadable_policies
 from worker.queue.state import QueueState
 
 
@@ -45,9 +45,7 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
     2 on bad input (before anything starts), 130 on Ctrl-C.
     """
     spec = load_filtered(spec_ref, policies, spec_slice)
-    known = available_policies()
-    if obj.settings.policies_file is not None:
-        known += sorted(PoliciesFile.load(obj.settings.policies_file).entries)
+    known = loadable_policies(PoliciesFile.load(obj.settings.policies_file) if obj.settings.policies_file else None)
     unknown = [name for name in policies if name not in known]
     if unknown:
         raise UserError(f"unknown {'policy' if len(unknown) == 1 else 'policies'} {', '.join(map(repr, unknown))}; "

@@ -59,18 +59,16 @@ class Finisher:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            taken = len(batch)
             try:
-                batch = self._made_durable(batch)
-                if batch:
-                    self._state.mark_finished([item[1:] for item in batch])
+                if durable := self._made_durable(batch):
+                    self._state.mark_finished([item[1:] for item in durable])
             except Exception:
                 # The records are on disk (the source of truth): the next enqueue repairs the
                 # done-set from them, and a re-delivery finds them and skips.
                 log.exception("could not mark %s finished; the next enqueue repairs it from its record",
                               ", ".join(item[2] for item in batch))
             finally:
-                for _ in range(taken):
+                for _ in batch:
                     self._queue.task_done()
 
     @staticmethod
