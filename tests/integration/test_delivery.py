@@ -48,6 +48,14 @@ def test_ran_then_skipped(context, broker):
     assert run(context, episode, "d2") == SKIPPED
 
 
+def test_an_episode_done_on_another_machine_is_skipped_without_a_claim(context, broker):
+    episode = "feedback/bias_lm_always_on/click_bell/episode_0"
+    broker.sadd(f"rtbench:done:{SHA}", episode)  # its record is on the other machine, not here
+    assert run(context, episode) == SKIPPED
+    assert not (context.settings.results_dir / f"{episode}.json").exists()
+    assert not broker.exists(f"rtbench:attempts:{episode}") and not broker.exists(f"rtbench:claim:{episode}")
+
+
 def test_a_message_that_can_never_run_is_a_dead_letter(context, broker):
     outcome = deliver(context, (), {"episode_id": "../../etc/passwd", "spec": "lm20", "spec_sha256": SHA},
                       hostname="cpu1@testbox", delivery_id="d1")
