@@ -3,6 +3,7 @@ running queue."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from benchmark.spec.spec_file import Spec, load_spec
 from benchmark.spec.summary import spec_summary
 from benchmark.verify.labels import DEFAULT_MAX_TRIES
 from producer.cli import Context, cli, group_options, load_filtered, spec_options
+from producer.dead_letters import listing_lines, summary_lines, wrapped
 from producer.enqueue import (
     SKIP_UNCHANGED,
     EnqueuePlan,
@@ -243,30 +245,46 @@ def verify(obj: Context, spec_ref, backend, severity, master_seed, max_tries, dr
 @cli.command(epilog="""\b
 Examples:
   python -m producer dead
-  python -m producer dead --requeue
+  python -m producer dead --list --reason unknown_policy --limit 20
+  python -m producer dead --requeue --reason worker_lost
 """)
+@click.option("--list", "list_letters", is_flag=True, help="The letters, one line each, by reason.")
+@click.option("--reason", "reasons", multiple=True, help="Only letters of this reason (repeatable).")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+              help="With --list: at most this many letters (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="The letters as JSON lines (time, message, traceback).")
 @click.option("--requeue", is_flag=True, help="Publish the dead messages again (after fixing the cause).")
-@click.option("--purge", is_flag=True, help="Delete the dead-letter list.")
+@click.option("--purge", is_flag=True, help="Delete the dead letters.")
 @group_options
 @click.pass_obj
 @user_errors
-def dead(obj: Context, requeue: bool, purge: bool) -> None:
-    """Show the dead-letter list: messages that can never run, with the reason."""
+def dead(obj: Context, list_letters: bool, reasons: tuple[str, ...], limit: int, as_json: bool, requeue: bool,
+         purge: bool) -> None:
+    """Dead letters (messages that can never run): a summary by reason, or --list them."""
     if requeue and purge:
         raise click.UsageError("choose --requeue or --purge, not both")
     state = obj.state
     if requeue:
-        entries, kept = state.requeue_dead_letters(obj.settings.queues[0])
-    else:
-        entries, kept = (state.take_dead_letters() if purge else state.dead_letters()), []
-    table = Table(title=f"dead letters: {len(entries)}")
-    for column in ("reason", "episode", "detail", "worker"):
-        table.add_column(column)
-    for entry in entries:
-        table.add_row(entry["reason"], str(entry.get("episode_id")), entry["detail"][:120], entry["worker"])
-    Console().print(table)
-    if requeue:
-        click.echo(f"re-published {len(entries)} messages"
-                   + (f"; kept {len(kept)} that name no episode (use --purge to drop them)" if kept else ""))
+        entries, kept = state.requeue_dead_letters(obj.settings.queues[0], reasons)
     elif purge:
-        click.echo(f"purged {len(entries)} dead letters")
+        entries, kept = state.take_dead_letters(reasons), []
+    else:
+        entries = [e for e in state.dead_letters() if not reasons or e.get("reason") in reasons]
+        kept = []
+    if reasons and not (requeue or purge) and not entries:
+        known = sorted({str(e.get("reason")) for e in state.dead_letters()})
+        raise UserError(f"no dead letters of reason {', '.join(reasons)}; "
+                        f"reasons now: {', '.join(known) or 'none'}")
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry, sort_keys=True))
+        return
+    known_policies = {*fleet_policies(state.r), *local_policy_names(obj)}
+    lines = listing_lines(entries, limit or None) if list_letters else summary_lines(entries, known_policies)
+    if requeue:
+        lines.append(f"re-published {len(entries):,} messages")
+        if kept:
+            lines += wrapped(f"kept {len(kept):,} that name no episode (--purge drops them)", "")
+    elif purge:
+        lines.append(f"purged {len(entries):,} dead letters")
+    click.echo("\n".join(lines))

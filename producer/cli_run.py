@@ -3,6 +3,9 @@ progress bar, and the run's summary."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -17,11 +20,12 @@ from benchmark.policies.policies_file import PoliciesFile
 from benchmark.run.summary import print_run_summary
 from benchmark.spec.slicing import SpecSlice, report_command
 from benchmark.spec.spec_file import Spec
-from producer.cli import EXIT_INTERRUPTED, Context, cli, group_options, load_filtered, spec_options
+from producer.cli import Context, cli, group_options, load_filtered, spec_options
 from producer.cli_queue import do_enqueue
 from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan
 from producer.status import blocked_lines
+from producer.stop_signals import StopSignals, exit_status
 from worker.queue.fleet_policies import loadable_policies
 from worker.queue.state import QueueState
 
@@ -42,7 +46,8 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
     """Run SPEC on this machine: embedded Redis, N local workers, progress, summary; stops all it started.
 
     Exits 0 when every episode has a record, 1 when some ended in the dead-letter list (shown),
-    2 on bad input (before anything starts), 130 on Ctrl-C.
+    2 on bad input (before anything starts); 130 on Ctrl-C, 143 on SIGTERM, 129 on a hang-up,
+    each after stopping the workers and Redis (a second Ctrl-C kills the workers at once).
     """
     spec = load_filtered(spec_ref, policies, spec_slice)
     known = loadable_policies(PoliciesFile.load(obj.settings.policies_file) if obj.settings.policies_file else None)
@@ -54,35 +59,60 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
     console = Console(stderr=True)
     results_dir = obj.settings.results_dir
     redis_server = EmbeddedRedis(data_dir / "redis")
-    pool: LocalWorkers | None = None
-    interrupted = False
+    run_settings = replace(obj.settings, skip_expert_check=skip_expert_check or obj.settings.skip_expert_check)
+    pool = LocalWorkers(workers, {}, data_dir / "logs")  # its environment once Redis has its URL
     dead: list[dict] = []
     started_at = time.time()
-    try:
-        redis_server.start()
-        run_settings = replace(obj.settings, broker_url=redis_server.url,
-                               skip_expert_check=skip_expert_check or obj.settings.skip_expert_check)
-        obj = Context(run_settings)
-        pool = LocalWorkers(workers, run_settings.to_env(), data_dir / "logs").start()
-        console.print(f"embedded Redis at {redis_server.redacted_url}, {workers} local workers "
-                      f"(logs in {data_dir / 'logs'})")
-        plan = do_enqueue(obj, spec, spec_ref, policies, dry_run=False, priority=0, requeue_stale_after=None,
-                          console=console)
-        dead = wait_until_done(obj.state, spec, plan, pool, console, started_at)
-        print_dead_letters(dead, console)  # while the embedded Redis still holds them
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if pool is not None:
-            pool.stop()
-        redis_server.stop()
-    print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(), notes=console,
-                      report=report_command(spec_ref, policies, spec_slice, results_dir))
+    with StopSignals() as stops:
+        try:
+            redis_server.start()
+            run_settings = replace(run_settings, broker_url=redis_server.url)
+            obj = Context(run_settings)
+            pool.env = run_settings.to_env()
+            pool.start()
+            console.print(f"embedded Redis at {redis_server.redacted_url}, {workers} local workers "
+                          f"(logs in {data_dir / 'logs'})")
+            plan = do_enqueue(obj, spec, spec_ref, policies, dry_run=False, priority=0, requeue_stale_after=None,
+                              console=console)
+            dead = wait_until_done(obj.state, spec, plan, pool, console, started_at)
+            print_dead_letters(dead, console)  # while the embedded Redis still holds them
+        except KeyboardInterrupt:
+            pass  # Ctrl-C, kill or a hang-up (stops.received says which): clean up below
+        except OSError:
+            if stops.received is None:
+                raise
+            # A hang-up closed the terminal while the progress bar drew: clean up below.
+        finally:
+            stops.cleaning_up()  # a second signal now hurries the cleanup, never cuts it short
+            pool.stop(run_settings.shutdown_grace_s + 3, hurry=stops.hurry)
+            redis_server.stop()  # after the workers: they say goodbye to it as they stop
+        # Still under StopSignals: a signal now hurries nothing and interrupts nothing.
+        interrupted = stops.received is not None
+        try:
+            print_run_summary(spec, policies, results_dir, started_at, interrupted=interrupted, out=Console(),
+                              notes=console, report=report_command(spec_ref, policies, spec_slice, results_dir))
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            if stops.received != signal.SIGHUP:
+                raise
+            output_to_devnull()
     if interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(exit_status(stops.received))
     if dead:
         raise click.ClickException(f"{len(dead)} episode(s) ended in the dead-letter list (listed above); "
                                    "fix the cause and run the same command again")
+
+
+def output_to_devnull() -> None:
+    """After a hang-up closed the terminal (writes fail with EIO), what is left of the output goes
+    nowhere, so that Python's last flush does not turn the exit status into 120."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        os.dup2(devnull, stream.fileno())
+        with contextlib.suppress(OSError):
+            stream.flush()
+    os.close(devnull)
 
 
 def wait_until_done(state: QueueState, spec: Spec, plan: EnqueuePlan, pool: LocalWorkers, console: Console,

@@ -6,17 +6,24 @@ local users cannot use it (an open Redis lets anyone ``CONFIG SET dir`` and writ
 you). The password travels in a 0600 config file and the workers' environment, never on a
 command line or in a log. Workers are ``python -m worker`` subprocesses (GPU
 leases when GPUs exist, else CPU). Everything started here is stopped here, also on Ctrl-C.
+
+Redis and each worker run in their own session: the terminal's Ctrl-C or hang-up reaches
+``producer run`` alone, which stops the workers first and Redis last (a worker whose Redis
+died first hangs in its shutdown, trying to say goodbye). On Linux each child is also told
+to stop when ``producer run`` dies without cleaning up (SIGKILL, an out-of-memory kill).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +34,24 @@ from benchmark.common.errors import BenchmarkError
 
 class EmbeddedError(BenchmarkError):
     """The embedded Redis server or a local worker could not be started."""
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def child_session_setup(parent_pid: int):
+    """A ``preexec_fn``: SIGTERM this child when ``parent_pid`` dies (Linux), however it dies.
+
+    ``prctl`` is looked up here in the parent: after a fork only async-signal-safe work is
+    safe in the child. The signal follows the thread that forked, which is the main thread."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
+
+    def setup() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return setup
 
 
 def free_port() -> int:
@@ -80,7 +105,8 @@ class EmbeddedRedis:
         self.data_dir.chmod(0o700)
         command = [redis_server_binary(), str(self._write_config())]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.PIPE, start_new_session=True,
+                                        preexec_fn=child_session_setup(os.getpid()))
         client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -128,22 +154,24 @@ class LocalWorkers:
             log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115 - the child owns it
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "worker", *self.extra_args], env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=child_session_setup(os.getpid())))
             log.close()
         return self
 
     def alive(self) -> int:
         return sum(p.poll() is None for p in self.processes)
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (Celery's warm shutdown), then SIGKILL the process group of stragglers."""
+    def stop(self, timeout_s: float = 30.0, hurry: threading.Event | None = None) -> None:
+        """SIGTERM (the worker's cold shutdown: the episode in flight gets its grace, else goes
+        back to the queue), then SIGKILL the process group of stragglers: after ``timeout_s``,
+        or at once when ``hurry`` is set (a second Ctrl-C)."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        for process in self.processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
+        while self.alive() and time.monotonic() < deadline and not (hurry is not None and hurry.is_set()):
+            time.sleep(0.05)
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)

@@ -14,7 +14,8 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from worker.settings import Settings, active
 
-app = Celery("rtbench", include=["worker.tasks", "worker.sync_task", "worker.verify_task", "worker.seed_task"])
+app = Celery("rtbench", include=["worker.tasks", "worker.sync_task", "worker.verify_task", "worker.seed_task"],
+             events="worker.events:BoundedRetryEvents")  # a shutdown never waits on a dead broker
 
 
 def unacked_mutex_expire_s(settings: Settings) -> int:

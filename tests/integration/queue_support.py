@@ -96,6 +96,14 @@ def dead_letters(client: redis.Redis) -> list[dict]:
     return [json.loads(item) for item in client.lrange("rtbench:dead", 0, -1)]
 
 
+def restore_default_signals() -> None:
+    """A ``preexec_fn``: the child handles the stop signals by default, whatever this process
+    inherited (a suite started in the background inherits SIGINT as ignored, and Python keeps
+    an ignored SIGINT ignored: Ctrl-C tests would then wait in vain)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def embedded_run_env(tmp_path: Path, plugin_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a ``producer run`` test: its own results and GPU locks, the test
     plugin importable, no external broker (the run starts its own)."""

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.queue_support import restore_default_signals
+
 ACCEPTANCE = ["--spec", "lm20", "--policy", "feedback", "--tasks", "adjust_bottle,click_bell", "--max-repeat", "2"]
 
 
@@ -134,7 +136,8 @@ def test_sigint_stops_cleanly_and_the_next_run_resumes(plugin_path, tmp_path):
     args = [sys.executable, "-m", "benchmark.eval_runner", "--spec", "lm20", "--policy", "slow", "--tasks",
             "click_bell", "--settings", "bias_lm_always_on,scale_lm_always_on,iir_lm_always_on", "--max-repeat", "3",
             "--skip-expert-check"]
-    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=restore_default_signals)
     results = tmp_path / "results"
     deadline = time.monotonic() + 120
     while len(list(results.rglob("episode_*.json"))) < 2 and time.monotonic() < deadline:

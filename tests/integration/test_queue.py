@@ -436,33 +436,6 @@ def test_infrastructure_errors_are_retried_with_backoff_then_recorded(workers, b
     assert "retrying in 2 s" in worker.log_text()
 
 
-def test_producer_run_stops_everything_on_ctrl_c(tmp_path, plugin_path):
-    import subprocess
-    import sys
-
-    results = tmp_path / "results"
-    env = embedded_run_env(tmp_path, plugin_path, RTBENCH_TEST_STEP_SLEEP="0.2")
-    run = subprocess.Popen([sys.executable, "-m", "producer", "run", "lm20", "--policy", "slow", "--tasks",
-                            "click_bell", "--max-repeat", "3", "--workers", "2", "--skip-expert-check"],
-                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: len(list(results.rglob("episode_*.json"))) >= 1, 120, "a first record")
-    run.send_signal(signal.SIGINT)
-    out, err = run.communicate(timeout=120)
-    assert run.returncode == 130, err[-2000:]
-    assert "interrupted" in out
-    marker = str(results)
-    alive = []
-    for proc in os.listdir("/proc"):
-        if proc.isdigit():
-            try:
-                if marker in Path(f"/proc/{proc}/environ").read_bytes().decode(errors="replace"):
-                    alive.append(proc)
-            except OSError:
-                continue
-    assert alive == [], "producer run left processes behind after Ctrl-C"
-    assert not [p for p in results.rglob("*") if p.is_file() and not p.name.startswith("episode_")]
-
-
 def test_an_external_test_database_that_is_not_empty_is_refused(redis_server, broker, tmp_path):
     import subprocess
     import sys

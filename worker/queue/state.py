@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -299,12 +299,13 @@ class QueueState:
     def dead_count(self) -> int:
         return int(self.r.llen(keys.DEAD))
 
-    def requeue_dead_letters(self, queue: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Publish the dead letters that name an episode again (fixed task ids, ``enqueued:``
-        entries: like ``enqueue``); keep the others (undecodable ones) in the list.
-        Returns (requeued, kept)."""
+    def requeue_dead_letters(self, queue: str, reasons: Collection[str] = ()) -> tuple[list[dict[str, Any]],
+                                                                                      list[dict[str, Any]]]:
+        """Publish the dead letters (of ``reasons``, else all) that name an episode again (fixed
+        task ids, ``enqueued:`` entries: like ``enqueue``); keep the others (undecodable ones) in
+        the list. Returns (requeued, kept)."""
         requeued, kept, messages = [], [], []
-        for entry in self.take_dead_letters():
+        for entry in self.take_dead_letters(reasons):
             message = entry.get("message")
             try:
                 if not isinstance(message, dict):
@@ -322,12 +323,29 @@ class QueueState:
     def dead_letters(self) -> list[dict[str, Any]]:
         return [json.loads(item) for item in self.r.lrange(keys.DEAD, 0, -1)]
 
-    def take_dead_letters(self) -> list[dict[str, Any]]:
-        with self.r.pipeline() as pipe:
-            pipe.lrange(keys.DEAD, 0, -1)
+    def take_dead_letters(self, reasons: Collection[str] = ()) -> list[dict[str, Any]]:
+        """Remove and return the dead letters of ``reasons`` (all when empty), atomically: a
+        letter a worker adds meanwhile is either taken or stays, never lost."""
+        if not reasons:
+            with self.r.pipeline() as pipe:
+                pipe.lrange(keys.DEAD, 0, -1)
+                pipe.delete(keys.DEAD)
+                items, _ = pipe.execute()
+            return [json.loads(item) for item in items]
+        taken: list[dict[str, Any]] = []
+
+        def take(pipe: redis.client.Pipeline) -> None:
+            items = pipe.lrange(keys.DEAD, 0, -1)  # watched: a concurrent push runs this again
+            entries = [json.loads(item) for item in items]
+            taken[:] = [entry for entry in entries if entry.get("reason") in reasons]
+            kept = [item for item, entry in zip(items, entries, strict=True) if entry.get("reason") not in reasons]
+            pipe.multi()
             pipe.delete(keys.DEAD)
-            items, _ = pipe.execute()
-        return [json.loads(item) for item in items]
+            if kept:
+                pipe.rpush(keys.DEAD, *kept)
+
+        self.r.transaction(take, keys.DEAD)
+        return taken
 
     # ------------------------------------------------------------------ blocked workers
     def block_worker(self, worker: str, *, machine: str, reason: str, path: str, ttl_s: float) -> None:
