@@ -3,12 +3,15 @@ running queue."""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import textwrap
 import time
 from pathlib import Path
 
 import click
+import redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -48,28 +51,42 @@ from worker.queue.messages import VERIFY_QUEUE
 def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bool, priority: int,
                requeue_stale_after: float | None, console: Console, whole_spec: bool = False) -> EnqueuePlan:
     settings = obj.settings
-    # Taken before the records are read: a record written meanwhile changes it for next time.
-    fingerprints = {p: results_fingerprint(settings.results_dir, p) for p in policies} if whole_spec else {}
-    if whole_spec and requeue_stale_after is None and unchanged_since_last_enqueue(
-            spec, list(policies), settings.results_dir, obj.state, fingerprints):
-        plan = EnqueuePlan()
-        plan.skipped[SKIP_UNCHANGED] = spec.episodes_per_policy * len(policies)
-    else:
-        plan = plan_enqueue(spec, list(policies), settings.results_dir, obj.state,
-                            queue=settings.queues[0], requeue_stale_after=requeue_stale_after)
+    lock = obj.state.enqueue_lock(spec.sha256)
+    if not dry_run and not lock.acquire():
+        raise UserError(f"another enqueue of {spec.name} has held its lock for 10 min; try again, or delete "
+                        f"the Redis key {lock.name} if that producer is gone")
+    try:
+        # Taken before the records are read: a record written meanwhile changes it for next time.
+        fingerprints = {p: results_fingerprint(settings.results_dir, p) for p in policies} if whole_spec else {}
+        if whole_spec and requeue_stale_after is None and unchanged_since_last_enqueue(
+                spec, list(policies), settings.results_dir, obj.state, fingerprints):
+            plan = EnqueuePlan()
+            plan.skipped[SKIP_UNCHANGED] = spec.episodes_per_policy * len(policies)
+        else:
+            plan = plan_enqueue(spec, list(policies), settings.results_dir, obj.state,
+                                queue=settings.queues[0], requeue_stale_after=requeue_stale_after)
+            if not dry_run:
+                apply_repairs(plan, spec.sha256, obj.state)
+                if plan.to_send:
+                    obj.state.publish_ids(spec_ref, spec.sha256, plan.to_send, queue=settings.queues[0],
+                                          priority=priority)
+                obj.state.set_enqueue_fingerprints(spec.sha256, fingerprints)
+    finally:
         if not dry_run:
-            apply_repairs(plan, spec.sha256, obj.state)
-            if plan.to_send:
-                obj.state.publish_ids(spec_ref, spec.sha256, plan.to_send, queue=settings.queues[0],
-                                      priority=priority)
-            obj.state.set_enqueue_fingerprints(spec.sha256, fingerprints)
+            with contextlib.suppress(redis.exceptions.LockError):  # lapsed: nothing to give back
+                lock.release()
     verb = "would enqueue" if dry_run else "enqueued"
     parts = [f"{verb} {len(plan.to_send):,}"] + [f"skipped {n:,} ({why})" for why, n in plan.skipped.items()]
     if plan.stale:
         parts.append(f"{plan.stale:,} of them stale re-sends")
+    if plan.damaged:
+        parts.append(f"{len(plan.damaged):,} of them for damaged records")
     if plan.counter_drift:
         parts.append(f"{'would repair' if dry_run else 'repaired'} {len(plan.counter_drift)} status counter(s)")
-    console.print(f"{spec.name}: " + ", ".join(parts))
+    # Wrapped here, between parts, so that no terminal cuts a count from its reason.
+    for line in textwrap.wrap(f"{spec.name}: " + ", ".join(parts), width=80, subsequent_indent="  ",
+                              break_long_words=False, break_on_hyphens=False):
+        console.print(line, soft_wrap=True)
     for policy, count in sorted(plan.per_policy.items()):
         console.print(f"  {policy}: {count:,}")
     return plan
@@ -166,16 +183,25 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
                 else load_filtered(spec_ref, policies, spec_slice))
         for policy in policies:
             validate_name(policy, "policy")
+        with_episodes = known_policies(obj.state, spec.sha256)
         if not policies:
-            policies = known_policies(obj.state, spec.sha256)
+            policies = with_episodes
             if not policies:
                 raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
+        if missing := [name for name in policies if name not in with_episodes]:
+            guesses = [f"{name!r} (did you mean {close[0]!r}?)"
+                       if (close := difflib.get_close_matches(name, with_episodes, 1)) else repr(name)
+                       for name in missing]
+            raise UserError(textwrap.fill(f"nothing enqueued or done for {', '.join(guesses)} in {spec_ref}; "
+                                          f"policies with episodes: {', '.join(with_episodes) or 'none'}", 73,
+                                          subsequent_indent="  "))
 
         local = local_policy_names(obj)  # read once; the fleet's names at every refresh
 
         def table() -> Table:
             shown = status_table(collect_status(spec, list(policies), obj.state, obj.settings.queues[0],
-                                                whole_spec=whole, verify=verify))
+                                                whole_spec=whole, verify=verify,
+                                                results_dir=obj.settings.results_dir))
             known = {*fleet_policies(obj.state.r), *local}
             if unknown := [name for name in policies if name not in known]:
                 note = (f"unknown: {', '.join(unknown)} (no worker announced it and this machine "

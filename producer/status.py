@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.table import Table
 
 from benchmark.common.terminal_tables import fill_table, new_table
 from benchmark.records.episodes import iter_episodes
+from benchmark.records.results import iter_record_paths, read_record
 from benchmark.records.time_use import ROW_COLUMNS, TimeUse
 from benchmark.spec.spec_file import Spec
 from benchmark.spec.summary import SpecSummary
@@ -41,6 +45,7 @@ class Status:
     blocked: list[dict]  # workers that stopped taking episodes, with why
     drift: list[str] = field(default_factory=list)  # counters that differ from the sets (--verify)
     verified: bool = False  # the numbers were counted from the sets (--verify)
+    records_drift: list[str] = field(default_factory=list)  # the done-set against the records (--verify)
 
     @property
     def in_flight(self) -> int:
@@ -64,36 +69,85 @@ def recent_rate(finish_times: list[float], now: float) -> float | None:
 
 
 def collect_status(spec: Spec | SpecSummary, policies: list[str], state: QueueState, queue: str, *,
-                   whole_spec: bool = True, verify: bool = False) -> Status:
+                   whole_spec: bool = True, verify: bool = False, results_dir: Path | None = None) -> Status:
     """Per policy: done, queued, running, dead. For a whole spec the counters kept next to the
     sets are read (O(policies)); a slice of the spec, or ``verify``, counts the sets themselves
-    (O(episodes)), and ``verify`` also reports where the counters differ (``Status.drift``)."""
+    (O(episodes)), and ``verify`` also reports where the counters differ from the sets and, given
+    ``results_dir``, where the done-set differs from the records there (``Status.drift``)."""
     sha = spec.sha256
     drift: list[str] = []
+    records_drift: list[str] = []
     verified = False
     if whole_spec and not verify:
         counts = state.counts(sha)
     else:
         done_ids, enqueued_ids = state.done(sha), state.enqueued(sha).keys()
-        if not whole_spec:  # the slice's episodes only
-            wanted = {key.id for key in iter_episodes(spec, policies)}
+        wanted = None if whole_spec else {key.id for key in iter_episodes(spec, policies)}
+        if wanted is not None:  # the slice's episodes only
             done_ids, enqueued_ids = done_ids & wanted, wanted.intersection(enqueued_ids)
         counts = count_sets(done_ids, enqueued_ids)
-        if verify and whole_spec:
-            drift = counter_drift(state.counts(sha), counts, policies)
+        if verify:
+            if whole_spec:
+                drift = counter_drift(state.counts(sha), counts, policies)
+            if results_dir is not None:
+                records_drift = disk_drift({i for i in done_ids if i.split("/", 1)[0] in policies},
+                                    done_on_disk(results_dir, policies, wanted))
             verified = True
-    running = Counter(episode_id.split("/", 1)[0] for episode_id in state.running_of(sha, state.running()))
-    dead = Counter((entry.get("episode_id") or "").split("/")[0] for entry in state.dead_letters())
+    running_ids = set(state.running_of(sha, state.running()))
+    running = Counter(episode_id.split("/", 1)[0] for episode_id in running_ids)
+    # A dead-lettered episode stays in the enqueued hash (a plain enqueue does not send it again
+    # before someone fixes the cause): counted dead, not queued. Each episode once, however many
+    # letters it has; one that ran since (requeued and done, or running) is not dead.
+    dead_ids = dead_episodes(state, sha) - running_ids
+    still_enqueued = set(state.running_of(sha, sorted(dead_ids)))  # enqueued and not done
+    dead = Counter(episode_id.split("/", 1)[0] for episode_id in dead_ids - state.done_of(sha, dead_ids))
+    dead_in_flight = Counter(episode_id.split("/", 1)[0] for episode_id in still_enqueued)
     expected = spec.episodes_per_policy
     rows = []
     for policy in policies:
         in_flight = counts["enqueued"][policy] - counts["enqueued_done"][policy]
         busy = min(running[policy], in_flight)
-        rows.append(PolicyStatus(policy, expected, counts["done"][policy], in_flight - busy, busy, dead[policy]))
+        queued = max(0, in_flight - busy - dead_in_flight[policy])
+        rows.append(PolicyStatus(policy, expected, counts["done"][policy], queued, busy, dead[policy]))
     length = state.queue_length(queue)
     now = time.time()
     rate = recent_rate(state.finish_times_since(sha, now - RATE_WINDOW_S), now)
-    return Status(spec, rows, length, rate, state.blocked_workers(), drift, verified)
+    return Status(spec, rows, length, rate, state.blocked_workers(), drift, verified, records_drift)
+
+
+def done_on_disk(results_dir: Path, policies: list[str], wanted: set[str] | None) -> set[str]:
+    """The episodes with a done record in ``results_dir`` (of ``wanted``, when given)."""
+    found = set()
+    for path in iter_record_paths(results_dir, policies):
+        episode_id = os.path.relpath(path, results_dir)[: -len(".json")]
+        if (wanted is None or episode_id in wanted) and read_record(path, results_dir).is_done():
+            found.add(episode_id)
+    return found
+
+
+def disk_drift(done_set: set[str], on_disk: set[str]) -> list[str]:
+    """Where the done-set and the records disagree, in lines of at most 80 columns."""
+    lines = []
+    if missing := on_disk - done_set:
+        lines += textwrap.wrap(f"{len(missing):,} done record(s) here are not in the done-set (a mark lost "
+                               f"while Redis was away, or a new Redis): python -m producer enqueue adds them; "
+                               f"e.g. {min(missing)}", 80, break_on_hyphens=False)
+    if absent := done_set - on_disk:
+        lines += textwrap.wrap(f"{len(absent):,} episode(s) in the done-set have no done record here: not "
+                               f"synced here yet, or lost (deleted, damaged, a disk); e.g. {min(absent)}", 80,
+                               break_on_hyphens=False)
+    return lines
+
+
+def dead_episodes(state: QueueState, spec_sha: str) -> set[str]:
+    """The episodes of a spec that have a dead letter (letters naming no episode are not counted)."""
+    found = set()
+    for entry in state.dead_letters():
+        message = entry.get("message")
+        kwargs = message.get("kwargs") if isinstance(message, dict) else None
+        if isinstance(kwargs, dict) and kwargs.get("spec_sha256") == spec_sha and entry.get("episode_id"):
+            found.add(entry["episode_id"])
+    return found
 
 
 def status_table(status: Status) -> Table:
@@ -116,6 +170,8 @@ def status_table(status: Status) -> Table:
     if status.verified:
         lines = (["counters differ from the sets (python -m producer enqueue repairs them):", *status.drift]
                  if status.drift else ["verified: the counters agree with the sets"])
+        lines += (["the done-set and the records here differ:", *status.records_drift] if status.records_drift
+                  else ["verified: the done-set agrees with the records here"])
         table.caption = "\n".join(filter(None, [table.caption, *lines]))
     return table
 

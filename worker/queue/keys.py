@@ -10,6 +10,8 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``enqueued:<sha>``   hash id -> publish time (idempotent ``enqueue``, stale detection)
 - ``enqueue_fp:<sha>`` hash policy -> digest of the policy's record folders at its last full
                        enqueue (``producer/enqueue.py``: a re-enqueue with nothing new is cheap)
+- ``enqueue_lock:<sha>`` held by the ``enqueue`` planning and sending for the spec (two
+                       producers at once would both send what neither saw enqueued); expires
 - ``counts:<sha>``     hash of per-policy counters of the two sets above (``counters.py``): status
                        reads these, not the sets
 - ``time_use:<sha>``   hash ``<policy>|<machine>|<sum>`` -> seconds (episodes, wall, GPU and
@@ -81,6 +83,10 @@ def counts(spec_sha: str) -> str:
 
 def time_use(spec_sha: str) -> str:
     return f"{PREFIX}time_use:{spec_sha}"
+
+
+def enqueue_lock(spec_sha: str) -> str:
+    return f"{PREFIX}enqueue_lock:{spec_sha}"
 
 
 def enqueue_fingerprint(spec_sha: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
@@ -23,7 +23,8 @@ from worker.queue.claim_heartbeat import (
     Heartbeat,
 )
 from worker.queue.counters import FINISH, Counters
-from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
+from worker.queue.dead_letter_list import DeadLetterList
+from worker.queue.messages import EpisodeMessage
 from worker.queue.publish import publish, publish_ids, publish_tasks, queued_task_id, unacked_task_id
 
 # The fleet's push budget, shared fairly (``QueueState.take_push_slot``). KEYS: this minute's
@@ -56,7 +57,6 @@ return 1
 """
 _LOST = "worker_lost: its worker died while running it"
 DONE_ALREADY = -2  # what ``claim`` returns for an episode in the done-set
-RAW_LIMIT = 4096  # characters of an undecodable message kept in its dead letter
 
 
 def connect(url: str) -> redis.Redis:
@@ -64,7 +64,7 @@ def connect(url: str) -> redis.Redis:
                                 socket_connect_timeout=10, retry_on_timeout=True)
 
 
-class QueueState:
+class QueueState(DeadLetterList):
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self.counters = Counters(client)
@@ -214,6 +214,11 @@ class QueueState:
             enqueued, done = pipe.execute()
         return [e for e, sent, finished in zip(episode_ids, enqueued, done, strict=True) if sent and not finished]
 
+    def done_of(self, spec_sha: str, episode_ids: Iterable[str]) -> set[str]:
+        ids = list(episode_ids)
+        flags = self.r.smismember(keys.done(spec_sha), ids) if ids else []
+        return {e for e, done in zip(ids, flags, strict=True) if done}
+
     def set_sizes(self, spec_sha: str) -> tuple[int, int]:
         """(episodes in the enqueued hash, episodes in the done-set) of a spec."""
         with self.r.pipeline(transaction=False) as pipe:
@@ -221,6 +226,12 @@ class QueueState:
             pipe.scard(keys.done(spec_sha))
             enqueued, done = pipe.execute()
         return enqueued, done
+
+    def enqueue_lock(self, spec_sha: str, wait_s: float = 600.0) -> redis.lock.Lock:
+        """Held while one producer plans and sends a spec's episodes; another waits for it, then
+        sees what was sent. It lapses 5 min after it was taken, so that a producer that died
+        holding it blocks nobody for long (an enqueue of 1,000,000 episodes takes seconds)."""
+        return self.r.lock(keys.enqueue_lock(spec_sha), timeout=300, blocking_timeout=wait_s, thread_local=False)
 
     def enqueue_fingerprints(self, spec_sha: str, policies: list[str]) -> list[str | None]:
         return self.r.hmget(keys.enqueue_fingerprint(spec_sha), policies) if policies else []
@@ -284,69 +295,6 @@ class QueueState:
     def enqueued(self, spec_sha: str) -> dict[str, float]:
         return {k: float(v) for k, v in self.r.hscan_iter(keys.enqueued(spec_sha), count=10_000)}
 
-    # ------------------------------------------------------------------ dead letters
-    def dead_letter(self, reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
-                    traceback: str | None = None) -> None:
-        """Park a message that cannot run, with why. Its episode's attempts start again from
-        zero if it is requeued after the cause was fixed."""
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.rpush(keys.DEAD, _dead_letter_entry(reason, detail, message=message, episode_id=episode_id,
-                                                     worker=worker, traceback=traceback))
-            if episode_id is not None:
-                pipe.delete(*_counter_keys([episode_id]))
-            pipe.execute()
-
-    def dead_count(self) -> int:
-        return int(self.r.llen(keys.DEAD))
-
-    def requeue_dead_letters(self, queue: str, reasons: Collection[str] = ()) -> tuple[list[dict[str, Any]],
-                                                                                      list[dict[str, Any]]]:
-        """Publish the dead letters (of ``reasons``, else all) that name an episode again (fixed
-        task ids, ``enqueued:`` entries: like ``enqueue``); keep the others (undecodable ones) in
-        the list. Returns (requeued, kept)."""
-        requeued, kept, messages = [], [], []
-        for entry in self.take_dead_letters(reasons):
-            message = entry.get("message")
-            try:
-                if not isinstance(message, dict):
-                    raise MalformedMessage("undecodable", "no task arguments")
-                messages.append(parse_message(tuple(message.get("args") or ()), message.get("kwargs")))
-                requeued.append(entry)
-            except MalformedMessage:
-                kept.append(entry)
-        if kept:
-            self.r.rpush(keys.DEAD, *(json.dumps(entry) for entry in kept))
-        self.reset_attempts(m.key.id for m in messages)
-        self.publish(messages, queue=queue)
-        return requeued, kept
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in self.r.lrange(keys.DEAD, 0, -1)]
-
-    def take_dead_letters(self, reasons: Collection[str] = ()) -> list[dict[str, Any]]:
-        """Remove and return the dead letters of ``reasons`` (all when empty), atomically: a
-        letter a worker adds meanwhile is either taken or stays, never lost."""
-        if not reasons:
-            with self.r.pipeline() as pipe:
-                pipe.lrange(keys.DEAD, 0, -1)
-                pipe.delete(keys.DEAD)
-                items, _ = pipe.execute()
-            return [json.loads(item) for item in items]
-        taken: list[dict[str, Any]] = []
-
-        def take(pipe: redis.client.Pipeline) -> None:
-            items = pipe.lrange(keys.DEAD, 0, -1)  # watched: a concurrent push runs this again
-            entries = [json.loads(item) for item in items]
-            taken[:] = [entry for entry in entries if entry.get("reason") in reasons]
-            kept = [item for item, entry in zip(items, entries, strict=True) if entry.get("reason") not in reasons]
-            pipe.multi()
-            pipe.delete(keys.DEAD)
-            if kept:
-                pipe.rpush(keys.DEAD, *kept)
-
-        self.r.transaction(take, keys.DEAD)
-        return taken
-
     # ------------------------------------------------------------------ blocked workers
     def block_worker(self, worker: str, *, machine: str, reason: str, path: str, ttl_s: float) -> None:
         """Say why ``worker`` stopped taking episodes; expires unless its probe renews it."""
@@ -367,22 +315,6 @@ class QueueState:
     def blocked_workers(self) -> list[dict[str, Any]]:
         found = sorted(self.r.scan_iter(keys.BLOCKED_PATTERN, count=1000))
         return [json.loads(raw) for raw in (self.r.mget(found) if found else []) if raw]
-
-
-def _dead_letter_entry(reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
-                      traceback: str | None = None) -> str:
-    """One dead letter as stored in the dead-letter list; raw bytes are kept as text, truncated."""
-    if isinstance(message, bytes | bytearray):
-        message = message.decode("utf-8", errors="replace")
-    elif not isinstance(message, str | dict):
-        message = json.dumps(message, default=repr)
-    if isinstance(message, str) and len(message) > RAW_LIMIT:
-        message = message[:RAW_LIMIT] + f"... ({len(message) - RAW_LIMIT} more characters)"
-    entry = {"reason": reason, "detail": detail, "episode_id": episode_id, "worker": worker, "time": time.time(),
-             "message": message}
-    if traceback:
-        entry["traceback"] = traceback[-RAW_LIMIT:]
-    return json.dumps(entry, default=repr)
 
 
 def _attempt_keys(episode_id: str) -> tuple[str, str, str]:
