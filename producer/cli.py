@@ -85,11 +85,17 @@ class Context:
     def state(self) -> QueueState:
         if self._state is None:
             client = connect(self.settings.broker_url)
+            url = redact_url(self.settings.broker_url)
             try:
                 client.ping()
+            except (redis.exceptions.AuthenticationError, redis.exceptions.AuthenticationWrongNumberOfArgsError,
+                    redis.exceptions.NoPermissionError) as exc:
+                raise UserError(f"the broker at {url} refused the login ({exc}): Redis is running; check the "
+                                "password in RTBENCH_BROKER_URL, redis://:PASSWORD@host:6379/0 (REDIS_PASSWORD "
+                                "in .env)") from None
             except Exception as exc:
-                raise UserError(f"cannot reach the broker at {redact_url(self.settings.broker_url)} ({exc}); "
-                                "start Redis or set RTBENCH_BROKER_URL") from None
+                raise UserError(f"cannot reach the broker at {url} ({exc}); start Redis or set "
+                                "RTBENCH_BROKER_URL") from None
             self._state = QueueState(client)
         return self._state
 
@@ -123,7 +129,8 @@ Examples:
   python -m producer enqueue lm20 --policy Motus
   python -m producer status lm20 --watch
   python -m producer dead --requeue
-  python -m producer run lm20 --policy feedback --tasks adjust_bottle --max-repeat 2
+  python -m producer run lm20 --policy feedback --tasks adjust_bottle \\
+      --max-repeat 2
 """)
 @click.option("--broker-url", envvar="RTBENCH_BROKER_URL", help="Redis URL (env RTBENCH_BROKER_URL).")
 @click.option("--results-dir", envvar="RTBENCH_RESULTS_DIR", type=click.Path(),

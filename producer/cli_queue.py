@@ -34,6 +34,7 @@ from producer.enqueue import (
     results_fingerprint,
     unchanged_since_last_enqueue,
 )
+from producer.reconcile import Reconciler
 from producer.status import (
     collect_status,
     known_policies,
@@ -49,7 +50,8 @@ from worker.queue.messages import VERIFY_QUEUE
 
 
 def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bool, priority: int,
-               requeue_stale_after: float | None, console: Console, whole_spec: bool = False) -> EnqueuePlan:
+               requeue_stale_after: float | None, console: Console, whole_spec: bool = False,
+               resume_stopped: bool = False, reconciler: Reconciler | None = None) -> EnqueuePlan:
     settings = obj.settings
     lock = obj.state.enqueue_lock(spec.sha256)
     if not dry_run and not lock.acquire():
@@ -58,13 +60,15 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     try:
         # Taken before the records are read: a record written meanwhile changes it for next time.
         fingerprints = {p: results_fingerprint(settings.results_dir, p) for p in policies} if whole_spec else {}
-        if whole_spec and requeue_stale_after is None and unchanged_since_last_enqueue(
+        fast = whole_spec and requeue_stale_after is None and reconciler is None and not resume_stopped
+        if fast and unchanged_since_last_enqueue(
                 spec, list(policies), settings.results_dir, obj.state, fingerprints):
             plan = EnqueuePlan()
             plan.skipped[SKIP_UNCHANGED] = spec.episodes_per_policy * len(policies)
         else:
             plan = plan_enqueue(spec, list(policies), settings.results_dir, obj.state,
-                                queue=settings.queues[0], requeue_stale_after=requeue_stale_after)
+                                queue=settings.queues[0], requeue_stale_after=requeue_stale_after,
+                                resume_stopped=resume_stopped, reconciler=reconciler)
             if not dry_run:
                 apply_repairs(plan, spec.sha256, obj.state)
                 if plan.to_send:
@@ -81,6 +85,8 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
         parts.append(f"{plan.stale:,} of them stale re-sends")
     if plan.damaged:
         parts.append(f"{len(plan.damaged):,} of them for damaged records")
+    if plan.reconciled:
+        parts.append(f"{len(plan.reconciled):,} of them for records lost from the results tree")
     if plan.counter_drift:
         parts.append(f"{'would repair' if dry_run else 'repaired'} {len(plan.counter_drift)} status counter(s)")
     # Wrapped here, between parts, so that no terminal cuts a count from its reason.
@@ -89,6 +95,8 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
         console.print(line, soft_wrap=True)
     for policy, count in sorted(plan.per_policy.items()):
         console.print(f"  {policy}: {count:,}")
+    for line in reconciler.waiting_lines() if reconciler is not None else []:
+        console.print(line, soft_wrap=True)
     return plan
 
 
@@ -123,10 +131,11 @@ def warn_unlisted_policies(policies_file: Path | None, policies: tuple[str, ...]
                           "and entry-point policies")
 
 
-@cli.command(epilog="""\b
+@cli.command(short_help="Enqueue what SPEC has not done yet (again: nothing new).", epilog="""\b
 Examples:
   python -m producer enqueue lm20 --policy Motus
-  python -m producer enqueue full --policy Motus --policy Pi05 --settings bias_lm_always_on --dry-run
+  python -m producer enqueue full --policy Motus --policy Pi05 \\
+      --settings bias_lm_always_on --dry-run
 """)
 @spec_options
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing.")
@@ -137,22 +146,33 @@ Examples:
               help="Seconds since enqueue before an episode may count as stale.")
 @click.option("--allow-unknown-policy", is_flag=True,
               help="Enqueue a policy no worker has announced (workers not started yet).")
+@click.option("--resume-stopped", is_flag=True,
+              help="Send episodes whose messages were withdrawn (dead --purge) too.")
+@click.option("--reconcile", is_flag=True,
+              help="Send done episodes whose record is missing from this results tree, once their "
+                   "machine has pushed since (run in a pulled clone).")
+@click.option("--lost-machine", "lost_machines", multiple=True, metavar="MACHINE",
+              help="With --reconcile: this machine's unpushed records are gone (repeatable).")
 @group_options
 @click.pass_obj
 @user_errors
 def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, priority, requeue_stale,
-            stale_after, allow_unknown_policy) -> None:
+            stale_after, allow_unknown_policy, resume_stopped, reconcile, lost_machines) -> None:
     """Enqueue the episodes of SPEC not done yet; running it twice sends nothing new."""
     spec = load_filtered(spec_ref, policies, spec_slice)
     warn_unlisted_policies(obj.settings.policies_file, policies, Console(stderr=True))
     if not allow_unknown_policy:
         refuse_unknown_policies(obj, policies)
+    if lost_machines and not reconcile:
+        raise click.UsageError("--lost-machine goes with --reconcile")
+    reconciler = (Reconciler(obj.state, obj.settings.results_dir, obj.settings.machine, lost_machines)
+                  if reconcile else None)
     do_enqueue(obj, spec, spec_ref, policies, dry_run=dry_run, priority=priority,
                requeue_stale_after=stale_after if requeue_stale else None, console=Console(),
-               whole_spec=spec_slice == WHOLE_SPEC)
+               whole_spec=spec_slice == WHOLE_SPEC, resume_stopped=resume_stopped, reconciler=reconciler)
 
 
-@cli.command(epilog="""\b
+@cli.command(short_help="Progress per policy: done, queued, running, dead, ETA.", epilog="""\b
 Examples:
   python -m producer status
   python -m producer status lm20 --watch
@@ -188,7 +208,9 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
             policies = with_episodes
             if not policies:
                 raise UserError(f"nothing enqueued or done for {spec_ref} yet; name the policies with --policy")
-        if missing := [name for name in policies if name not in with_episodes]:
+        # A typo has neither episodes in Redis nor a folder of records here.
+        if missing := [name for name in policies
+                       if name not in with_episodes and not (obj.settings.results_dir / name).is_dir()]:
             guesses = [f"{name!r} (did you mean {close[0]!r}?)"
                        if (close := difflib.get_close_matches(name, with_episodes, 1)) else repr(name)
                        for name in missing]
@@ -231,7 +253,7 @@ def status(obj: Context, spec_ref, policies, spec_slice: SpecSlice, watch, verif
         pass  # Ctrl-C is how --watch ends
 
 
-@cli.command(epilog="""\b
+@cli.command(short_help="Enqueue the (setting, task) units of a verification.", epilog="""\b
 Examples:
   python -m producer verify lm20 --backend robotwin
   python -m producer verify full --backend robotwin --severity lm --dry-run
@@ -268,7 +290,7 @@ def verify(obj: Context, spec_ref, backend, severity, master_seed, max_tries, dr
                f"{plan.folder} --output verified.json")
 
 
-@cli.command(epilog="""\b
+@cli.command(short_help="Dead letters: a summary by reason, --list, --requeue.", epilog="""\b
 Examples:
   python -m producer dead
   python -m producer dead --list --reason unknown_policy --limit 20
@@ -280,7 +302,7 @@ Examples:
               help="With --list: at most this many letters (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="The letters as JSON lines (time, message, traceback).")
 @click.option("--requeue", is_flag=True, help="Publish the dead messages again (after fixing the cause).")
-@click.option("--purge", is_flag=True, help="Delete the dead letters.")
+@click.option("--purge", is_flag=True, help="Delete the dead letters; their episodes count as stopped.")
 @group_options
 @click.pass_obj
 @user_errors
@@ -293,7 +315,7 @@ def dead(obj: Context, list_letters: bool, reasons: tuple[str, ...], limit: int,
     if requeue:
         entries, kept = state.requeue_dead_letters(obj.settings.queues[0], reasons)
     elif purge:
-        entries, kept = state.take_dead_letters(reasons), []
+        entries, kept = state.purge_dead_letters(reasons), []
     else:
         entries = [e for e in state.dead_letters() if not reasons or e.get("reason") in reasons]
         kept = []
@@ -312,5 +334,6 @@ def dead(obj: Context, list_letters: bool, reasons: tuple[str, ...], limit: int,
         if kept:
             lines += wrapped(f"kept {len(kept):,} that name no episode (--purge drops them)", "")
     elif purge:
-        lines.append(f"purged {len(entries):,} dead letters")
+        lines += wrapped(f"purged {len(entries):,} dead letters; their episodes count as stopped "
+                         "(enqueue --resume-stopped sends them again)", "")
     click.echo("\n".join(lines))

@@ -30,9 +30,10 @@ from worker.queue.fleet_policies import loadable_policies
 from worker.queue.state import QueueState
 
 
-@cli.command(epilog="""\b
+@cli.command(short_help="Run SPEC here: embedded Redis, local workers, report.", epilog="""\b
 Examples:
-  python -m producer run lm20 --policy feedback --tasks adjust_bottle --max-repeat 2 --workers 2
+  python -m producer run lm20 --policy feedback --tasks adjust_bottle \\
+      --max-repeat 2 --workers 2
 """)
 @spec_options
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Local worker processes.")

@@ -14,10 +14,11 @@ from producer.seeds import plan_seeds, send_picks
 from worker.queue.messages import VERIFY_QUEUE
 
 
-@cli.command(epilog="""\b
+@cli.command(short_help="Enqueue one stable-seed pick per task not picked yet.", epilog="""\b
 Examples:
   python -m producer seeds --dataset-root /data/clean --backend robotwin
-  python -m producer seeds --dataset-root /data/clean --tasks click_bell,open_laptop
+  python -m producer seeds --dataset-root /data/clean \\
+      --tasks click_bell,open_laptop
   (workers: RTBENCH_QUEUES=verify RTBENCH_BACKEND=robotwin python -m worker)
 """)
 @click.option("--dataset-root", type=click.Path(file_okay=False, path_type=Path), required=True,

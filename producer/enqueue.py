@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.common.names import validate_name
+from benchmark.records.episodes import iter_episodes
 from benchmark.records.results import (
     INVALID,
     JSON_DECODE_ERROR,
@@ -34,6 +35,7 @@ from benchmark.records.results import (
     read_record,
 )
 from benchmark.spec.spec_file import Spec
+from producer.reconcile import Reconciler
 from worker.queue.counters import count_sets, drift
 from worker.queue.messages import task_id_maker
 from worker.queue.state import QueueState
@@ -43,6 +45,7 @@ SKIP_RECORD = "record in results dir"
 SKIP_DONE_SET = "done (Redis done-set)"
 SKIP_ENQUEUED = "already enqueued"
 SKIP_UNCHANGED = "enqueued or done; no record changed since the last enqueue"
+SKIP_STOPPED = "stopped: its message was withdrawn; --resume-stopped sends it"
 
 
 def results_fingerprint(results_dir: Path, policy: str) -> str:
@@ -80,7 +83,8 @@ def unchanged_since_last_enqueue(spec: Spec, policies: list[str], results_dir: P
     if state.set_sizes(spec.sha256) != (sum(counts["enqueued"].values()), sum(counts["done"].values())):
         return False
     for policy in policies:
-        covered = counts["enqueued"][policy] + counts["done"][policy] - counts["enqueued_done"][policy]
+        covered = (counts["enqueued"][policy] + counts["done"][policy] - counts["enqueued_done"][policy]
+                   + counts["stopped"][policy])  # withdrawn: sent again only when asked
         if covered < spec.episodes_per_policy:
             return False
     return state.enqueue_fingerprints(spec.sha256, policies) == [fingerprints[p] for p in policies]
@@ -96,6 +100,7 @@ class EnqueuePlan:
     repair_not_done: list[str] = field(default_factory=list)  # infrastructure-error records in the done-set
     counter_drift: list[str] = field(default_factory=list)  # status counters that differ from the sets
     damaged: list[str] = field(default_factory=list)  # records that cannot be read: sent again
+    reconciled: list[str] = field(default_factory=list)  # done, but the record is lost: sent again
     # Episodes to send that ran before (a stale message, a record that is not done): their attempts
     # start from zero. Episodes never enqueued have none to reset (1,000,000 deletes saved).
     sent_before: list[str] = field(default_factory=list)
@@ -121,9 +126,11 @@ class _Planner:
 
     def __init__(self, plan: EnqueuePlan, results_dir: Path, spec_sha: str, done: set[str],
                  enqueued: dict[str, float], on_disk: dict[str, str], running: set[str],
-                 queued: set[str] | None, requeue_stale_after: float | None) -> None:
+                 queued: set[str] | None, requeue_stale_after: float | None, stopped: set[str],
+                 lost: set[str]) -> None:
         self.plan, self.results_dir, self.done, self.enqueued = plan, results_dir, done, enqueued
         self.on_disk, self.running, self.queued = on_disk, running, queued
+        self.stopped, self.lost = stopped, lost
         self.requeue_stale_after, self.now = requeue_stale_after, time.time()
         self.task_id = task_id_maker(spec_sha)
 
@@ -152,6 +159,11 @@ class _Planner:
                 plan.repair_not_done.append(episode_id)
                 in_done_set = False
             enqueued.pop(episode_id, None)
+        elif read is None and episode_id in self.lost:  # --reconcile: done, the record lost
+            plan.reconciled.append(episode_id)
+            plan.repair_not_done.append(episode_id)
+            in_done_set = False
+            enqueued.pop(episode_id, None)
         if in_done_set:
             plan.skipped[SKIP_DONE_SET] += 1
             return False
@@ -164,6 +176,9 @@ class _Planner:
             plan.stale += 1
         elif episode_id in self.running:  # a delivery runs it although nothing says it was enqueued
             plan.skipped[SKIP_ENQUEUED] += 1
+            return False
+        elif episode_id in self.stopped:
+            plan.skipped[SKIP_STOPPED] += 1
             return False
         if episode_id in enqueued or read is not None:  # a stale message, or a record that is not done
             plan.sent_before.append(episode_id)
@@ -183,11 +198,16 @@ class _Planner:
 
 
 def plan_enqueue(spec: Spec, policies: list[str], results_dir: Path, state: QueueState, *,
-                 queue: str, requeue_stale_after: float | None = None) -> EnqueuePlan:
+                 queue: str, requeue_stale_after: float | None = None, resume_stopped: bool = False,
+                 reconciler: Reconciler | None = None) -> EnqueuePlan:
+    """``resume_stopped``: send withdrawn episodes too; ``reconciler``: send done episodes whose
+    record is lost (``producer/reconcile.py``)."""
     plan = EnqueuePlan()
     done = state.done(spec.sha256)
     enqueued = state.enqueued(spec.sha256)
-    plan.counter_drift = drift(state.counts(spec.sha256), count_sets(done, enqueued))
+    stopped = state.stopped(spec.sha256)
+    plan.counter_drift = drift(state.counts(spec.sha256),
+                               count_sets(done, enqueued, state.given_up(spec.sha256), stopped))
     queued: set[str] | None = None  # task ids waiting or delivered (only needed for --requeue-stale)
     running = set(state.running())
     if requeue_stale_after is not None:
@@ -195,11 +215,16 @@ def plan_enqueue(spec: Spec, policies: list[str], results_dir: Path, state: Queu
     # One scan of the results tree instead of a stat per episode.
     on_disk = {os.path.relpath(path, results_dir)[: -len(".json")]: path
                for path in iter_record_paths(results_dir, policies)}
+    lost: set[str] = set()
+    if reconciler is not None:
+        missing = sorted(i for i in done if i not in on_disk and i.split("/", 1)[0] in policies)
+        wanted = {key.id for key in iter_episodes(spec, policies)}
+        lost = reconciler.lost(spec.sha256, [i for i in missing if i in wanted])
     planner = _Planner(plan, results_dir, spec.sha256, done, enqueued, on_disk, running, queued,
-                       requeue_stale_after)
+                       requeue_stale_after, set() if resume_stopped else stopped, lost)
     # Only episodes something is known about need a decision; the others (all of them, the
     # first time) go out as they come.
-    known = done | enqueued.keys() | on_disk.keys() | running
+    known = done | enqueued.keys() | on_disk.keys() | running | planner.stopped
     for policy, ids in longest_first(spec, policies):
         sending = [i for i in ids if i not in known or planner.should_send(i)] if known else ids
         plan.to_send.extend(sending)

@@ -34,6 +34,8 @@ class PolicyStatus:
     queued: int
     running: int
     dead: int
+    given_up: int = 0  # retries ran out (an infrastructure-error record); the next enqueue resends
+    stopped: int = 0   # withdrawn before they ran; sent again only with --resume-stopped
 
 
 @dataclass
@@ -82,10 +84,12 @@ def collect_status(spec: Spec | SpecSummary, policies: list[str], state: QueueSt
         counts = state.counts(sha)
     else:
         done_ids, enqueued_ids = state.done(sha), state.enqueued(sha).keys()
+        given_up, stopped = state.given_up(sha), state.stopped(sha)
         wanted = None if whole_spec else {key.id for key in iter_episodes(spec, policies)}
         if wanted is not None:  # the slice's episodes only
             done_ids, enqueued_ids = done_ids & wanted, wanted.intersection(enqueued_ids)
-        counts = count_sets(done_ids, enqueued_ids)
+            given_up, stopped = given_up & wanted, stopped & wanted
+        counts = count_sets(done_ids, enqueued_ids, given_up, stopped)
         if verify:
             if whole_spec:
                 drift = counter_drift(state.counts(sha), counts, policies)
@@ -108,7 +112,8 @@ def collect_status(spec: Spec | SpecSummary, policies: list[str], state: QueueSt
         in_flight = counts["enqueued"][policy] - counts["enqueued_done"][policy]
         busy = min(running[policy], in_flight)
         queued = max(0, in_flight - busy - dead_in_flight[policy])
-        rows.append(PolicyStatus(policy, expected, counts["done"][policy], queued, busy, dead[policy]))
+        rows.append(PolicyStatus(policy, expected, counts["done"][policy], queued, busy, dead[policy],
+                                 counts["given_up"][policy], counts["stopped"][policy]))
     length = state.queue_length(queue)
     now = time.time()
     rate = recent_rate(state.finish_times_since(sha, now - RATE_WINDOW_S), now)
@@ -134,7 +139,8 @@ def disk_drift(done_set: set[str], on_disk: set[str]) -> list[str]:
                                f"e.g. {min(missing)}", 80, break_on_hyphens=False)
     if absent := done_set - on_disk:
         lines += textwrap.wrap(f"{len(absent):,} episode(s) in the done-set have no done record here: not "
-                               f"synced here yet, or lost (deleted, damaged, a disk); e.g. {min(absent)}", 80,
+                               f"synced here yet, or lost (deleted, damaged, a disk: enqueue --reconcile sends them "
+                               f"again once their machine pushed); e.g. {min(absent)}", 80,
                                break_on_hyphens=False)
     return lines
 
@@ -161,11 +167,12 @@ def status_table(status: Status) -> Table:
     rows = []
     for row in status.policies:
         progress = row.done / row.expected if row.expected else 0.0
-        rows.append([row.policy, f"{row.done:,}/{row.expected:,}", f"{_bar(progress)} {progress:6.1%}",
-                     f"{row.queued:,}", f"{row.running:,}", f"{row.dead:,}"])
+        rows.append([row.policy, f"{row.done:,}/{row.expected:,}", f"{progress:.1%}", f"{row.queued:,}",
+                     f"{row.running:,}", f"{row.dead:,}", f"{row.given_up:,}", f"{row.stopped:,}"])
     table = fill_table(new_table(f"{status.spec.name} ({status.spec.sha256[:12]}): {pace}; queue length "
                                  f"{status.queue_length:,}"),
-                       ["policy", "done/expected", "progress", "queued", "running", "dead"], rows)
+                       ["policy", "done/expected", "%", "queued", "running", "dead", "given up", "stopped"],
+                       rows)
     table = with_blocked_caption(table, status.blocked)
     if status.verified:
         lines = (["counters differ from the sets (python -m producer enqueue repairs them):", *status.drift]
@@ -209,11 +216,6 @@ def blocked_lines(blocked: list[dict]) -> list[str]:
         lines.append(f"BLOCKED {notice.get('machine')} ({notice.get('worker')}): {notice.get('reason')} "
                      f"in {notice.get('path')}, since {since}; it takes episodes again once the folder is writable")
     return lines
-
-
-def _bar(fraction: float, width: int = 10) -> str:
-    filled = round(fraction * width)
-    return "█" * filled + "░" * (width - filled)
 
 
 def _duration(seconds: float | None) -> str:
@@ -281,9 +283,9 @@ def _when(epoch: float | None) -> str:
 
 
 def known_policies(state: QueueState, spec_sha: str) -> list[str]:
-    """Policies with episodes enqueued or done for a spec, from the counters."""
+    """Policies with episodes enqueued, done, given up or stopped for a spec, from the counters."""
     counts = state.counts(spec_sha)
-    return sorted(set(counts["enqueued"]) | set(counts["done"]))
+    return sorted({policy for field in ("enqueued", "done", "given_up", "stopped") for policy in counts[field]})
 
 
 def queue_overview(state: QueueState, queue: str) -> Table:

@@ -6,7 +6,7 @@ count (``out_of_spec``, ``config_mismatch``, ``misplaced``); ``--max-repeat`` lo
 ``expected``; ``success_rate_all`` counts errors as failures; every success rate has a
 Wilson 95% interval and a cluster bootstrap over tasks; ``paired_comparisons`` compares
 policies on the episodes both completed validly; ``duplicates`` counts records beyond the
-first of one episode (they are still counted, as today).
+first of one episode, and only one record per episode is counted (today's tool counted all).
 
 Every group sum comes from per-slot count arrays (numpy), so a report over 100,000 records
 is derived in milliseconds from an up-to-date tally.
@@ -27,6 +27,7 @@ from benchmark.records.results import JSON_DECODE_ERROR, OS_ERROR
 from benchmark.records.time_use import TimeUse
 from benchmark.spec.slicing import WHOLE_SPEC, SpecSlice
 from benchmark.spec.spec_file import Setting
+from reporting.duplicates import MAX_LISTED_PATHS, duplicate_paths, misplaced_paths, one_record_per_episode
 from reporting.report_schema import GroupStats, IoErrors, PairedComparison, PairedStats, PolicyReport, Report
 from reporting.spec_digest import SpecDigest
 from reporting.stats import (
@@ -53,7 +54,6 @@ from reporting.tally import (
 
 DIMENSIONS = ("perturb_type", "severity", "timing")
 TOP_ERRORS = 20
-MAX_LISTED_PATHS = 20
 IO_STATUSES = (JSON_DECODE_ERROR, OS_ERROR, "invalid", "unsupported_schema")
 
 
@@ -74,8 +74,11 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
     folders = {p: tally.folders.get(p, empty) for p in names}
     # (policy, count, setting, task, repeat) in spec order, only the settings and repeats in scope;
     # tasks out of scope count zero (the cluster bootstrap leaves out clusters without episodes).
-    counts = {p: f.counts.reshape(3, *digest.shape)[:, setting_rows, :, :repeats] * task_mask[None, None, :, None]
-              for p, f in folders.items()}
+    def in_scope_counts(flat: np.ndarray) -> np.ndarray:
+        return flat.reshape(3, *digest.shape)[:, setting_rows, :, :repeats] * task_mask[None, None, :, None]
+
+    counts = {p: in_scope_counts(one_record_per_episode(f)) for p, f in folders.items()}
+    records_per_episode = {p: in_scope_counts(f.counts)[COMPLETED] for p, f in folders.items()}
     caused = digest.caused_failure.reshape(digest.shape)[setting_rows, :, :repeats]
     observed = np.zeros(len(digest.tasks), dtype=bool)
     for c in counts.values():
@@ -109,7 +112,9 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
         "out_of_spec": _excluded(folders, OUT_OF_SPEC, in_scope),
         "config_mismatch": _excluded(folders, CONFIG_MISMATCH, in_scope),
         "misplaced": _excluded(folders, MISPLACED, in_scope),
-        "duplicates": {p: n for p in names if (n := int(np.maximum(counts[p][COMPLETED] - 1, 0).sum()))},
+        "duplicates": {p: n for p in names if (n := int(np.maximum(records_per_episode[p] - 1, 0).sum()))},
+        "duplicate_paths": duplicate_paths(digest, folders, slot_in_scope, results_dir),
+        "misplaced_paths": misplaced_paths(folders, results_dir),
         "paired_comparisons": _paired(names, counts, settings),
         "time_use": {p: _time_use(folders[p]) for p in names},
         "slice": {"settings": list(spec_slice.settings) if spec_slice.settings is not None else None,
@@ -119,7 +124,10 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
             "records outside the spec (unknown settings or tasks, repeats beyond it) are excluded from every "
             "count and listed under out_of_spec",
             "records whose logged perturbation config differs from the spec's are excluded (config_mismatch)",
-            "records in another policy's folder than the one they name are excluded (misplaced)",
+            "records in another policy's folder than the one they name are excluded (misplaced; the first "
+            "listed under misplaced_paths)",
+            "duplicates: records beyond the first of one episode; one record counts per episode, the one at "
+            "the episode's own path, else the first valid one in path order (duplicate_paths lists them)",
             "expected counts use min(repeats_per_setting, --max-repeat) and the settings and tasks of "
             "--settings and --tasks (slice); records of other settings and tasks are not counted",
             "success_rate = successes/valid; success_rate_all = successes/completed (errors count as failures)",
@@ -128,8 +136,6 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
             "repeats random); over_tasks: the same mean with its 95% interval for tasks like these (the tasks a "
             "draw too), approximate under 10 tasks; paired comparisons: on_these_tasks paired by episode, "
             "over_tasks paired by task (docs/statistics.md)",
-            "duplicates: records beyond the first for one episode; they are counted, paired comparisons skip "
-            "episodes whose valid records disagree",
             "time_use: where the episodes' time went (records with phases), per policy and machine, over every "
             "record of the policy in the spec whatever the slice; duty_cycle = policy seconds / episode wall "
             "seconds (benchmark/records/time_use.py)",
@@ -160,13 +166,24 @@ def group_stats(counts: np.ndarray, eff: np.ndarray, expected: np.ndarray,
                  "eff_success_rate_ci95": wilson_many(eff_successes, eff_valid)}
     plain = {key: np.asarray(values).tolist() for key, values in columns.items()}
     pairs = {key: list(zip(low.tolist(), high.tolist(), strict=True)) for key, (low, high) in intervals.items()}
+    # No episode whose perturbation caused a failure (every one of an unverified spec): no
+    # effective rate, rather than a 0.0 that reads as "never succeeds where it matters".
+    measured = np.asarray(eff_valid).tolist()
+    plain["eff_success_rate"] = [rate if n else None for rate, n in zip(plain["eff_success_rate"], measured,
+                                                                        strict=True)]
+    pairs["eff_success_rate_ci95"] = [pair if n else None for pair, n in zip(pairs["eff_success_rate_ci95"],
+                                                                            measured, strict=True)]
     order = list(columns) + list(intervals)
     these, over = _named(on_these_tasks_rows(*by_task)), _named(over_tasks_rows(*by_task))
     # Key order of today's report, then the intervals, then the named ones.
-    return [{**{key: (list(pairs[key][i]) if key in pairs else plain[key][i]) for key in order},
+    return [{**{key: (_listed(pairs[key][i]) if key in pairs else plain[key][i]) for key in order},
              "on_these_tasks": these[i],
              "over_tasks": {**over[i], "approximate": over[i]["tasks"] < FEW_TASKS}}
             for i in range(len(plain["completed"]))]
+
+
+def _listed(pair: tuple | None) -> list | None:
+    return None if pair is None else list(pair)
 
 
 def _named(rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> list[dict]:

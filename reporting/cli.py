@@ -71,8 +71,10 @@ def _make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, c
 @click.command(epilog="""\b
 Examples:
   rtbench-report --spec lm20
-  rtbench-report --spec lm20 --policy Motus --policy Pi05 --export-json r.json --export-md r.md
-  rtbench-report --spec lm20 --policy feedback --tasks adjust_bottle,click_bell --max-repeat 2
+  rtbench-report --spec lm20 --policy Motus --policy Pi05 \\
+      --export-json r.json --export-md r.md
+  rtbench-report --spec lm20 --policy feedback \\
+      --tasks adjust_bottle,click_bell --max-repeat 2
 """)
 @click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               envvar="RTBENCH_RESULTS_DIR", help="Episode records (env RTBENCH_RESULTS_DIR, like the queue's).")

@@ -50,7 +50,7 @@ from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
-SCHEMA = 4  # in the table names: a new layout starts a new index beside the old tables
+SCHEMA = 5  # in the table names: a new layout starts a new index beside the old tables
 LOCK_WAIT_S = 60.0  # how long a report waits for another one updating the same index
 
 log = logging.getLogger(__name__)

@@ -45,12 +45,12 @@ class GroupStats(TypedDict):
     eff_total: int                 # completed episodes whose perturbation caused_failure (verified specs)
     eff_valid: int                 # ... of them valid
     eff_successes: int             # ... of them successes
-    eff_success_rate: float        # eff_successes / eff_valid: success where the perturbation mattered
+    eff_success_rate: float | None  # eff_successes / eff_valid (None if 0): success where perturbing mattered
     success_rate_all: float        # added: successes / completed (errors count as failures)
     success_rate_ci95: Interval    # added: Wilson interval of success_rate
     success_rate_ci95_cluster: Interval  # added: bootstrap over tasks (repeats of a task share a scene)
     success_rate_all_ci95: Interval      # added: Wilson interval of success_rate_all
-    eff_success_rate_ci95: Interval      # added: Wilson interval of eff_success_rate
+    eff_success_rate_ci95: Interval | None  # added: Wilson interval of eff_success_rate; None with it
     on_these_tasks: OnTheseTasks   # added: the success rate on these tasks, with its interval
     over_tasks: OverTasks          # added: the success rate on tasks like these, with its interval
 
@@ -155,6 +155,20 @@ class IoErrors(TypedDict):
     first_paths: list[UnusablePath]  # added: the first 20, in path order
 
 
+class DuplicatePaths(TypedDict):
+    """Added: one episode with more than one record; the first path is the one counted."""
+
+    episode: str                   # <policy>/<setting>/<task>/episode_<r>
+    paths: list[str]               # its own path first (when there), then the others in path order
+
+
+class MisplacedPath(TypedDict):
+    """Added: a record in another policy's folder than the one it names."""
+
+    path: str
+    names: str                     # the policy the record names
+
+
 class Slice(TypedDict):
     """The part of the spec reported (``--settings``, ``--tasks``, ``--max-repeat``); None: all."""
 
@@ -199,7 +213,9 @@ class Report(TypedDict):
     out_of_spec: dict[str, int]    # added: policy -> records outside the spec, excluded
     config_mismatch: dict[str, int]  # added: policy -> records whose logged config is not the spec's, excluded
     misplaced: dict[str, int]      # added: policy -> records naming another policy, excluded
-    duplicates: dict[str, int]     # added: policy -> records beyond the first of one episode
+    duplicates: dict[str, int]     # added: policy -> records beyond the first of one episode, not counted
+    duplicate_paths: list[DuplicatePaths]  # added: the first 20 episodes with duplicates, by episode
+    misplaced_paths: list[MisplacedPath]  # added: the first 20 misplaced records, in path order
     paired_comparisons: list[PairedComparison]  # added: every pair of policies
     slice: Slice                   # added: the part of the spec reported
     time_use: dict[str, PolicyTimeUse]  # added: policy -> where its episodes' time went

@@ -8,6 +8,9 @@ settings or tasks and repeats beyond the spec are ``out_of_spec``; a logged conf
 not the spec's is ``config_mismatch``. Exclusions are kept per repeat index (-1 when the record
 has none) and error labels per episode slot, so that ``--max-repeat`` (and, for errors,
 ``--settings`` and ``--tasks``) can filter them afterwards.
+Records named by path, for the report to list: ``misplaced`` ones, and in-spec records whose
+file is not at their episode's own path (``episode_<r>.json`` in ``<policy>/<setting>/<task>``),
+with their outcome, so that the report can keep one record per episode (duplicates).
 Removing an entry undoes exactly what adding it did.
 """
 
@@ -36,6 +39,8 @@ class FolderTally:
         self.error_labels: Counter[tuple[str, int]] = Counter()  # (label, slot) -> records
         self.excluded: Counter[tuple[str, int]] = Counter()
         self.problems: dict[str, tuple[str, str | None]] = {}  # path relative to the results dir -> why
+        self.misplaced: dict[str, str] = {}  # path -> the policy its record names
+        self.off_path: dict[str, list[int]] = {}  # path -> [slot, valid, success]: not its episode's own path
         self.time_use: dict[str, list[float]] = {}  # machine -> time_use.SUMS of its in-spec records
 
 
@@ -87,6 +92,7 @@ class Tally:
                 continue
             if policy != folder_name:
                 excluded[(MISPLACED, NO_REPEAT if repeat is None else repeat)] += sign
+                _note(folder.misplaced, f"{directory}/{name}", str(policy), sign)
                 continue
             s, t = settings.get(setting_id), tasks.get(task)
             if s is None or t is None or repeat is None or repeat >= repeats:
@@ -97,6 +103,9 @@ class Tally:
                 excluded[(CONFIG_MISMATCH, repeat)] += sign
                 continue
             completed.append(slot)
+            if name != f"episode_{repeat}.json" or directory != f"{folder_name}/{setting_id}/{task}":
+                outcome = [slot, int(error_type is None), int(error_type is None and bool(success))]
+                _note(folder.off_path, f"{directory}/{name}", outcome, sign)
             if time_sums is not None:
                 add_sums(folder.time_use.setdefault(machine, [0.0] * len(time_sums)), time_sums, sign)
             if error_type is None:
@@ -114,6 +123,8 @@ class Tally:
             mine.error_labels.update(theirs.error_labels)
             mine.excluded.update(theirs.excluded)
             mine.problems.update(theirs.problems)
+            mine.misplaced.update(theirs.misplaced)
+            mine.off_path.update(theirs.off_path)
             for machine, sums in theirs.time_use.items():
                 add_sums(mine.time_use.setdefault(machine, [0.0] * len(sums)), sums, 1)
 
@@ -123,7 +134,8 @@ class Tally:
                   else np.zeros((0, 3, self.slots), dtype=np.int32))
         meta = {n: {"error_labels": [[k[0], k[1], v] for k, v in self.folders[n].error_labels.items() if v],
                     "excluded": [[k[0], k[1], v] for k, v in self.folders[n].excluded.items() if v],
-                    "problems": self.folders[n].problems, "time_use": self.folders[n].time_use} for n in names}
+                    "problems": self.folders[n].problems, "time_use": self.folders[n].time_use,
+                    "misplaced": self.folders[n].misplaced, "off_path": self.folders[n].off_path} for n in names}
         return orjson.dumps({"folders": names, "meta": meta}), counts.tobytes()
 
     @classmethod
@@ -138,6 +150,14 @@ class Tally:
             folder.excluded.update({(reason, r): n for reason, r, n in meta["excluded"]})
             folder.problems = {path: (status, problem) for path, (status, problem) in meta["problems"].items()}
             folder.time_use = meta["time_use"]
+            folder.misplaced, folder.off_path = meta["misplaced"], meta["off_path"]
             tally.folders[name] = folder
         return tally
 
+
+
+def _note(named: dict, path: str, value: object, sign: int) -> None:
+    if sign > 0:
+        named[path] = value
+    else:
+        named.pop(path, None)

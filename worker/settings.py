@@ -65,6 +65,11 @@ class Settings(RunSettings):
     hard_timeout_margin_s: float = 120.0  # hard limit = soft + this (cleanup after the soft one)
     visibility_margin_s: float = 300.0   # visibility timeout = hard limit + this
     max_tasks_per_child: int = 100
+    # A fresh pool child imports the backend (torch, a simulator) before it reports ready;
+    # Celery kills one that takes longer than this (its default, 4 s, killed children in a
+    # row on a loaded machine: the kinematic warm-up takes 2 s idle, 9.5 s on one core shared
+    # with 4 busy processes; docs/performance.md).
+    child_start_timeout_s: float = 60.0
     claim_ttl_s: float = 60.0            # a running episode's claim expires this long after its last heartbeat
     # A worker's lease on its policy servers' addresses lapses this long after the worker dies.
     server_lease_ttl_s: float = field(default=60.0, metadata={"env": "server_lease_ttl"})
@@ -143,7 +148,8 @@ class Settings(RunSettings):
         for name, key in (("CLAIM_TTL", "claim_ttl_s"), ("HARD_TIMEOUT_MARGIN", "hard_timeout_margin_s"),
                           ("VISIBILITY_MARGIN", "visibility_margin_s"),
                           ("UNACKED_RESTORE_INTERVAL", "unacked_restore_interval_s"),
-                          ("BLOCKED_PROBE_INTERVAL", "blocked_probe_s")):
+                          ("BLOCKED_PROBE_INTERVAL", "blocked_probe_s"),
+                          ("CHILD_START_TIMEOUT", "child_start_timeout_s")):
             if (value := read(env, name)) is not None:
                 values[key] = number(f"RTBENCH_{name}", value, float, 1)
         if (value := read(env, "SERVER_LEASE_TTL")) is not None:  # renewed every ~2 s: 10 s leaves room

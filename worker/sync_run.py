@@ -64,6 +64,7 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
     as ``SyncError`` (an OS error, e.g. an unwritable ``.rtbench/``, too)."""
     broker = _Broker(settings.broker_url)
     machine = settings.machine
+    started = time.time()  # every record marked done before this is in the cycle's commit
     stale_after = 2 * settings.sync_interval_s + 60  # a machine that stopped asking gives up its place
 
     def push_allowed() -> bool:  # no budget to ask: one machine pushing is within any budget
@@ -89,6 +90,8 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
               "rejected_files": ", ".join(result.rejected[:3])}
     if result.pushed or result.head:
         fields.update(last_ok=time.time(), commit=result.head or "")
+        if not result.deferred:  # the remote holds every record marked before the cycle began
+            fields.update(ok_started=started)
     broker.call("sync status", lambda s: s.note_sync(machine, **fields), None)
     return result
 

@@ -13,8 +13,9 @@ from rich.table import Table
 
 
 def new_table(title: str | None = None) -> Table:
-    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left",
-                 caption_justify="left")
+    # The box's column separator is a space; one more on the right of each cell makes two.
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                 title_justify="left", caption_justify="left")
 
 
 def fill_table(table: Table, header: list[str], rows: list[list[str]], *, names: int = 1) -> Table:

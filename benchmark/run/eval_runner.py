@@ -103,8 +103,10 @@ def resolve_device(device: str | None, gpu: int | None) -> str:
 
 @click.command(epilog="""\b
 Examples:
-  python -m benchmark.eval_runner --spec lm20 --policy feedback --tasks adjust_bottle,click_bell --max-repeat 2
-  python -m benchmark.eval_runner --spec full --policy Motus --gpu 3 --worker-id 3 --num-workers 8
+  python -m benchmark.eval_runner --spec lm20 --policy feedback \\
+      --tasks adjust_bottle,click_bell --max-repeat 2
+  python -m benchmark.eval_runner --spec full --policy Motus --gpu 3 \\
+      --worker-id 3 --num-workers 8
 """)
 @click.option("--spec", "spec_ref", default="full", show_default=True,
               help="Spec alias (full, lm20, verified) or path.")

@@ -4,6 +4,7 @@ episodes this run ran, successes, errors and the success rate over valid records
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,4 +48,19 @@ def print_run_summary(spec: Spec, policies: Iterable[str], results_dir: Path, st
         notes.print("errors: " + ", ".join(f"{label} x{n}" for label, n in labels.most_common()))
     if interrupted:
         notes.print("[yellow]interrupted: the episode in flight was dropped; run the same command to resume[/]")
-    notes.print(f"report: {report}", soft_wrap=True, markup=False, highlight=False)
+    for line in command_lines("report:", report):
+        notes.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def command_lines(label: str, command: str, width: int = 80) -> list[str]:
+    """``label command`` on one line when it fits ``width``; else the label, then the command
+    broken before its options with shell continuations, so that it pastes as one command."""
+    if len(label) + 1 + len(command) <= width:
+        return [f"{label} {command}"]
+    lines, current = [label], "  "
+    for part in re.split(r" (?=--)", command):
+        if current.strip() and len(current) + 1 + len(part) + 2 > width:
+            lines.append(current + " \\")
+            current = "    "
+        current += ("" if not current.strip() else " ") + part
+    return [*lines, current]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from benchmark.common.cli_support import user_errors
+from benchmark.common.terminal_tables import fill_table, new_table
 from benchmark.spec.spec_file import load_spec
 
 
@@ -24,25 +24,21 @@ def main(specs: tuple[str, ...], show_settings: bool) -> None:
     Exits with code 2 and one line naming the file and JSON path at the first problem.
     """
     console = Console()
-    table = Table(title="Specs")
-    for column in ("spec", "file", "sha256", "settings", "tasks", "repeats", "episodes/policy", "verified"):
-        table.add_column(column, justify="right" if column in ("settings", "tasks", "repeats",
-                                                                 "episodes/policy") else "left")
     loaded = [load_spec(ref) for ref in specs]
-    for spec in loaded:
-        file_name = spec.path.name if spec.path else ""
-        table.add_row(spec.name, file_name, spec.sha256[:12], str(len(spec.settings)), str(len(spec.tasks)),
-                      str(spec.repeats), f"{spec.episodes_per_policy:,}",
-                      "yes (caused_failure)" if spec.has_caused_failure else "no")
+    rows = [[spec.name, spec.sha256[:12], str(len(spec.settings)), str(len(spec.tasks)), str(spec.repeats),
+             f"{spec.episodes_per_policy:,}", "yes" if spec.has_caused_failure else "no"] for spec in loaded]
+    # 80 columns: the files go under the table, one line each, instead of a column that cuts them.
+    table = fill_table(new_table("Specs"), ["spec", "sha256", "settings", "tasks", "repeats", "episodes",
+                                            "verified"], rows)
     console.print(table)
+    console.print("episodes: per policy; verified: has caused_failure labels (effective rates)")
+    for spec in loaded:
+        console.print(f"{spec.name}: {spec.path or 'built in'}", soft_wrap=True, highlight=False)
     if show_settings:
         for spec in loaded:
-            settings = Table(title=f"{spec.name}: settings")
-            for column in ("id", "perturb_type", "severity", "timing"):
-                settings.add_column(column)
-            for s in spec.settings:
-                settings.add_row(s.id, s.perturb_type, s.severity, s.timing)
-            console.print(settings)
+            rows = [[s.id, s.perturb_type, s.severity, s.timing] for s in spec.settings]
+            console.print(fill_table(new_table(f"{spec.name}: settings"),
+                                     ["id", "perturb_type", "severity", "timing"], rows, names=4))
 
 
 if __name__ == "__main__":

@@ -195,8 +195,10 @@ def derivation_record(spec: dict[str, Any], parent_ref: str) -> dict[str, Any]:
 
 @click.command(epilog="""\b
 Examples:
-  python -m benchmark.spec_generator --repeats 50 --output benchmark/benchmark_spec.json.gz
-  python -m benchmark.spec_generator --repeats 20 --severity lm --derived-from full \\
+  python -m benchmark.spec_generator --repeats 50 \\
+      --output benchmark/benchmark_spec.json.gz
+  python -m benchmark.spec_generator --repeats 20 --severity lm \\
+      --derived-from full \\
       --output benchmark/benchmark_spec_lm20.json
 """)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,

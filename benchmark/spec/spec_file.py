@@ -113,7 +113,10 @@ class Spec:
         if max_repeat is not None:
             if type(max_repeat) is not int or max_repeat < 1:
                 raise SpecError(self.name, "max_repeat", f"expected a positive integer, found {max_repeat!r}")
-            repeats = min(repeats, max_repeat)
+            if max_repeat > repeats:  # silently fewer than asked would read as a complete run
+                raise SpecError(self.name, "max_repeat", f"{max_repeat} is more than the {repeats} repeats "
+                                f"per setting the spec has; ask for at most {repeats}")
+            repeats = max_repeat
         data = {k: v for k, v in self.data.items()
                 if k not in ("settings", "tasks", "step_limits", "perturbation_configs", "env_seeds")}
         data.update(

@@ -269,8 +269,10 @@ def effectiveness_table(ordered_units: list[dict[str, Any]]) -> Table:
 @click.command(epilog="""\b
 Examples:
   python -m benchmark.verify --base lm20 --worker-id 0 --num-workers 2
-  python -m benchmark.verify --merge --output benchmark/benchmark_spec_verified.json
-  python -m benchmark.verify --base lm20 --merge --parts-dir results/.verify/lm20-<sha>-robotwin --output v.json
+  python -m benchmark.verify --merge \\
+      --output benchmark/benchmark_spec_verified.json
+  python -m benchmark.verify --base lm20 --merge \\
+      --parts-dir results/.verify/lm20-<sha>-robotwin --output v.json
 """)
 @click.option("--base", "base_ref", default="lm20", show_default=True,
               help="Spec whose settings, tasks, repeats and env seeds are verified.")

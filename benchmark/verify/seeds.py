@@ -209,9 +209,12 @@ def pick_all(run: SeedRun, backend: Backend) -> bytes:
 
 @click.command(epilog="""\b
 Examples:
-  python -m benchmark.verify.seeds --dataset-root /data/clean --output env_seeds.json
-  python -m benchmark.verify.seeds --merge results/.seeds/<run> --output env_seeds.json
-  python -m benchmark.spec_generator --env-seeds env_seeds.json --output spec.json
+  python -m benchmark.verify.seeds --dataset-root /data/clean \\
+      --output env_seeds.json
+  python -m benchmark.verify.seeds --merge results/.seeds/<run> \\
+      --output env_seeds.json
+  python -m benchmark.spec_generator --env-seeds env_seeds.json \\
+      --output spec.json
 """)
 @click.option("--dataset-root", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of clean expert demos: <task>/qpos/<N>.pt.")

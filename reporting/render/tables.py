@@ -135,15 +135,31 @@ def problems(report: Report, listed_paths: int = LISTED_PATHS) -> list[Problem]:
                             "delete them and run these episodes again"),
         "misplaced": ("records in another policy's folder than the policy they name, excluded",
                       "move each to the folder of the policy it names"),
-        "duplicates": ("episodes with more than one record (all counted; paired comparisons skip "
-                       "episodes whose records disagree)", "keep one record per episode"),
+        "duplicates": ("records beyond the first of an episode, not counted (the one at the episode's "
+                       "own path counts, else the first valid one)",
+                       "keep one record per episode: delete the others (listed after their episode's own path)"),
     }
     for key, (title, what_to_do) in advice.items():
         per_policy = report.get(key) or {}
         if per_policy:
-            found.append(Problem(f"{sum(per_policy.values()):,} {title}",
-                                 [f"{policy}: {n:,}" for policy, n in per_policy.items()], what_to_do))
+            lines = [f"{policy}: {n:,}" for policy, n in per_policy.items()]
+            named = _named_paths(report, key)
+            if named:
+                lines += named[:listed_paths]
+                if sum(per_policy.values()) > len(named[:listed_paths]) and key == "misplaced":
+                    lines.append(f"... and more (--export-json lists the first {len(named)})")
+            found.append(Problem(f"{sum(per_policy.values()):,} {title}", lines, what_to_do))
     return found
+
+
+def _named_paths(report: Report, key: str) -> list[str]:
+    """The paths the report names for a kind of problem: misplaced records (with the policy
+    they name), and duplicates (each episode's records, the counted one first)."""
+    if key == "misplaced":
+        return [f"{entry['path']} (names {entry['names']})" for entry in report.get("misplaced_paths", [])]
+    if key == "duplicates":
+        return [f"{entry['episode']}: {', '.join(entry['paths'])}" for entry in report.get("duplicate_paths", [])]
+    return []
 
 
 def stat_cells(stats: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:

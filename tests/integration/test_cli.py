@@ -54,15 +54,22 @@ def test_every_command_and_subcommand_has_help_with_an_example():
     assert {"producer.cli:cli enqueue", "producer.cli:cli status", "producer.cli:cli dead",
             "producer.cli:cli run"} <= set(commands)
     for name, (root, path) in sorted(commands.items()):
-        result = CliRunner().invoke(root, [*path, "--help"], prog_name=name)
+        result = CliRunner().invoke(root, [*path, "--help"], prog_name="python -m prog", terminal_width=80)
         assert result.exit_code == 0, (name, result.output)
         assert "Example" in result.output and len(result.output.splitlines()) > 5, (name, result.output)
+        # 80 columns: no line wraps in a terminal, no command summary cut by click ("by...").
+        assert all(len(line) <= 80 for line in result.output.splitlines()), (name, result.output)
+        cut = [line for line in result.output.splitlines()[1:] if re.search(r"\w\.\.\.$", line)]
+        assert not cut, (name, cut)  # (the usage line's "SPEC..." is click's notation, not a cut)
 
 
 def test_check_spec_summarises_shipped_specs():
-    result = run("benchmark.check_spec", "lm20")
+    result = subprocess.run([sys.executable, "-m", "benchmark.check_spec", "lm20", "full", "verified", "--settings"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
     assert "10,000" in result.stdout and "lm20" in result.stdout
+    assert "…" not in result.stdout and "coupling_high_onset_then_always" in result.stdout  # nothing cut
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
 
 
 MALFORMED = [
@@ -202,3 +209,17 @@ def test_setup_installs_nothing_when_pyproject_is_unchanged():
     assert again.returncode == 0 and again.stdout == "" and again.stderr == "", again.stdout + again.stderr
     script = (root / "scripts" / "test.sh").read_text()
     assert script.index("echo \"test: installing") < script.index("apt-get install")  # says it before doing it
+
+
+@pytest.mark.parametrize(("wrong", "said"), [
+    ("redis://:not-the-password@{host}", "refused the login"),
+    ("redis://{host}", "refused the login"),
+])
+def test_a_wrong_or_missing_redis_password_is_not_called_an_absent_redis(redis_server, tmp_path, wrong, said):
+    if ":" not in redis_server.split("@")[0].removeprefix("redis://"):
+        pytest.skip("the test Redis has no password")
+    host = redis_server.rsplit("@", 1)[1]
+    shown = subprocess.run([sys.executable, "-m", "producer", "status", "--broker-url", wrong.format(host=host)],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert shown.returncode == 2 and said in shown.stderr, shown.stderr
+    assert "start Redis" not in shown.stderr and "not-the-password" not in shown.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import random
@@ -65,7 +66,7 @@ def tree(tmp_path_factory):
     source = next(r for r in written if r["policy"] == "A" and r["repeat_idx"] < 3)
     duplicate_path = EpisodeKey("A", source["setting_id"], source["task"], 16).result_path(root)
     duplicate_path.write_text(json.dumps(source))
-    written.append(source)  # counted, as today's tool counts it
+    # Not counted: one record per episode, the one at its own path (today's tool counted both).
     (root / "A" / SETTINGS[0] / TASKS[0] / "episode_19.json").write_text('{"success": tr')
     (root / "B" / SETTINGS[0] / TASKS[0] / "episode_18.json").write_text("")
     return root, written
@@ -121,9 +122,41 @@ def test_every_number_matches_an_independent_count(tree):
     assert sum(report["out_of_spec"].values()) == 2  # the unknown setting and repeat 25
     assert sum(report["config_mismatch"].values()) == 1
     assert report["misplaced"] == {"A": 1} and report["duplicates"] == {"A": 1}
+    source = next(r for r in written if r["policy"] == "A" and r["repeat_idx"] < 3)
+    own = EpisodeKey("A", source["setting_id"], source["task"], source["repeat_idx"])
+    assert report["duplicate_paths"] == [{"episode": own.id, "paths": [
+        str(own.result_path(root)), str(EpisodeKey("A", source["setting_id"], source["task"], 16).result_path(root))]}]
+    assert report["misplaced_paths"] == [{"path": str(root / "A" / SETTINGS[1] / TASKS[1] / "episode_17.json"),
+                                          "names": "B"}]
     assert report["io_errors"]["json_decode_error"] == 2
     assert {Path(p["path"]).name for p in report["io_errors"]["first_paths"]} == {"episode_19.json", "episode_18.json"}
     assert report["spec_summary"]["sha256"] == load_spec("lm20").sha256
+
+
+def test_an_episode_counts_once_its_first_valid_record_and_the_report_names_the_others(tmp_path):
+    """The record at the episode's own path is an infrastructure error; a valid copy elsewhere
+    counts instead; the terminal report names both files."""
+    from benchmark.records.episode_errors import RetryableEpisodeError
+    from benchmark.run.runner import infrastructure_failure_record
+
+    spec, root = load_spec("lm20"), tmp_path / "results"
+    key = EpisodeKey("A", "bias_lm_always_on", "click_bell", 0)
+    write_record(root, infrastructure_failure_record(spec, key, RetryableEpisodeError("worker_lost", "died"),
+                                                     backend_name="kinematic", attempt=3))
+    valid = new_record(key, success=True, error=None, steps=10, seed=1, perturbation_log=None, spec_name="lm20",
+                       spec_sha256=spec.sha256, backend="kinematic", started_at="t", finished_at="t",
+                       duration_s=1.0)
+    copy_path = root / "A" / "bias_lm_always_on" / "click_bell" / "old" / "episode_0.json"
+    copy_path.parent.mkdir()
+    copy_path.write_text(json.dumps(valid))
+    _, report = run_report(root)
+    overall = report["per_policy"]["A"]["overall"]
+    assert (overall["completed"], overall["valid"], overall["successes"]) == (1, 1, 1)
+    assert report["duplicates"] == {"A": 1}
+    assert report["duplicate_paths"] == [{"episode": key.id, "paths": [str(key.result_path(root)), str(copy_path)]}]
+    text = subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert str(copy_path) in text and "1 records beyond the first of an episode" in text, text
 
 
 def test_named_intervals_come_from_the_task_counts_and_say_which_question(tree):
@@ -240,8 +273,10 @@ def test_problems_are_shown_in_the_terminal_with_what_to_do(tree):
     assert "2 record files could not be read" in out
     assert str(root / "A" / SETTINGS[0] / TASKS[0] / "episode_19.json") in out  # the path, whole
     for words in ("records outside the spec", "another perturbation config", "another policy's folder",
-                  "more than one record"):
+                  "beyond the first of an episode"):
         assert words in out, words
+    joined = "".join(out.split())  # long paths wrap; none is cut
+    assert "".join(str(root / "A" / SETTINGS[1] / TASKS[1] / "episode_17.json(namesB)").split()) in joined
     assert out.count("what to do:") == 5 and "…" not in out
     assert max(len(line) for line in out.splitlines() if "/" not in line) <= 80
 
@@ -276,6 +311,20 @@ def test_markdown_is_deterministic_and_csv_has_every_table(tree, tmp_path):
     assert outputs[0] == outputs[1]
     assert {p.name for p in (tmp_path / "one").iterdir()} >= {"overall.csv", "by_setting.csv", "by_task.csv",
                                                               "by_perturb_type.csv", "by_severity.csv", "by_timing.csv"}
+    with (tmp_path / "one" / "by_setting.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and not any(";" in cell for row in rows for cell in row.values())  # one number per cell
+    for row in rows:  # an interval is two columns
+        low, high = float(row["success_rate_ci95_low"]), float(row["success_rate_ci95_high"])
+        assert low <= float(row["success_rate"]) <= high
+    out = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20",
+                    "--export-json", str(out), "--quiet"], check=True)
+    report = json.loads(out.read_text())
+    assert report["has_caused_failure_data"] is False  # lm20 is not verified
+    for per in report["per_policy"].values():  # nothing measured: no effective rate, not 0.0
+        assert per["overall"]["eff_valid"] == 0 and per["overall"]["eff_success_rate"] is None
+        assert per["overall"]["eff_success_rate_ci95"] is None
 
 
 def test_bad_input_exits_2_without_traceback(tree, tmp_path):

@@ -64,7 +64,9 @@ def test_filters_keep_order_identity_and_recount(small_spec_data, write_spec):
         spec.filter(settings=["nope"])
     with pytest.raises(SpecError, match="unknown task 'lift_pot'"):
         spec.filter(tasks=["lift_pot"])
-    assert spec.filter(max_repeat=99).repeats == 3
+    assert spec.filter(max_repeat=3).repeats == 3
+    with pytest.raises(SpecError, match="max_repeat: 4 is more than the 3 repeats per setting"):
+        spec.filter(max_repeat=4)  # silently 3 would read as a complete run of 4
 
 
 def _mutate(data, path, value):

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from benchmark.records.episodes import EpisodeKey
 from benchmark.records.results import new_record, write_record
-from benchmark.run.summary import print_run_summary
+from benchmark.run.summary import command_lines, print_run_summary
 from benchmark.spec.spec_file import load_spec
 from producer.status import PolicyStatus, Status, recent_rate, status_table
 from reporting.aggregate import build_report
@@ -91,14 +91,14 @@ def test_forced_wide_view_on_a_narrow_terminal_wraps_lines_but_cuts_nothing(repo
 @pytest.mark.parametrize("width", [80, 200])
 def test_status_table_fits(width):
     spec = load_spec("lm20")
-    rows = [PolicyStatus(POLICIES[0], 50_000, 12_345, 30_000, 640, 3),
+    rows = [PolicyStatus(POLICIES[0], 50_000, 12_345, 30_000, 640, 3, given_up=17, stopped=1_203),
             PolicyStatus(POLICIES[1], 50_000, 50_000, 0, 0, 0)]
     blocked = [{"machine": "gpu-node-17", "worker": "gpu3@gpu-node-17", "reason": "no space left on device",
                 "path": "/data/results/Pi05/bias_lm_always_on", "since": time.time()}]
     status = Status(spec, rows, 30_000, 120.0, blocked)
     text = render(lambda console: console.print(status_table(status)), width)
     assert_uncut(text, width, ["12,345/50,000", "50,000/50,000", "30,000", "640", "24.7%", "100.0%",
-                               "120.0 episodes/min", "ETA 4h15m"])
+                               "120.0 episodes/min", "ETA 4h15m", "given up", "stopped", "17", "1,203"])
 
 
 @pytest.mark.parametrize("width", [80, 200])
@@ -129,3 +129,13 @@ def test_status_rate_comes_from_the_recent_episodes_and_eta_from_what_is_left():
     assert "nothing queued or running" in render(lambda c: c.print(status_table(idle)), 80)
     busy = Status(spec, [PolicyStatus("A", 400, 10, 110, 10, 0)], 110, 60.0, [])
     assert busy.eta_s == pytest.approx(120.0)  # (110 queued + 10 running) at 60/min
+
+
+def test_a_long_report_command_breaks_into_lines_that_paste_as_one_command():
+    command = ("rtbench-report --spec lm20 --results-dir /data/rtbench/results-clone/results --policy feedback "
+               "--policy expert_replay --tasks adjust_bottle,click_bell --max-repeat 2")
+    lines = command_lines("report:", command)
+    assert lines[0] == "report:" and all(len(line) <= 80 for line in lines), lines
+    assert all(line.endswith(" \\") for line in lines[1:-1])
+    pasted = " ".join(part.strip().removesuffix("\\").strip() for part in lines[1:])
+    assert pasted == command  # the shell joins the continued lines back into the same command

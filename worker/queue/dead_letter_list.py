@@ -11,15 +11,18 @@ from typing import Any
 import redis
 
 from worker.queue import keys
+from worker.queue.counters import Counters
 from worker.queue.messages import MalformedMessage, parse_message
 
 RAW_LIMIT = 4096  # characters of an undecodable message kept in its dead letter
 
 
 class DeadLetterList:
-    """Mixed into ``QueueState``: uses its client ``r``, ``publish`` and ``reset_attempts``."""
+    """Mixed into ``QueueState``: uses its client ``r``, ``counters``, ``publish`` and
+    ``reset_attempts``."""
 
     r: redis.Redis
+    counters: Counters
 
     def dead_letter(self, reason: str, detail: str, *, message: Any, episode_id: str | None, worker: str,
                     traceback: str | None = None) -> None:
@@ -55,6 +58,26 @@ class DeadLetterList:
         self.reset_attempts(m.key.id for m in messages)
         self.publish(messages, queue=queue)
         return requeued, kept
+
+    def purge_dead_letters(self, reasons: Collection[str] = ()) -> list[dict[str, Any]]:
+        """Delete the dead letters (of ``reasons``, else all). Their episodes, unless a delivery
+        runs one now, are withdrawn: no longer counted as enqueued, but as stopped, so that
+        status tells and a plain ``enqueue`` does not send them again (``--resume-stopped``)."""
+        taken = self.take_dead_letters(reasons)
+        by_spec: dict[str, list[str]] = {}
+        for entry in taken:
+            message = entry.get("message")
+            kwargs = message.get("kwargs") if isinstance(message, dict) else None
+            if isinstance(kwargs, dict) and isinstance(kwargs.get("spec_sha256"), str) and entry.get("episode_id"):
+                by_spec.setdefault(kwargs["spec_sha256"], []).append(entry["episode_id"])
+        for spec_sha, ids in by_spec.items():
+            with self.r.pipeline(transaction=False) as pipe:
+                for episode_id in ids:
+                    pipe.exists(keys.claim(episode_id))
+                running = pipe.execute()
+            ids = [i for i, busy in zip(ids, running, strict=True) if not busy]
+            self.counters.withdraw(spec_sha, sorted(set(ids)))
+        return taken
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return [json.loads(item) for item in self.r.lrange(keys.DEAD, 0, -1)]

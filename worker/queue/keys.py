@@ -8,6 +8,11 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``done:<sha>``       set of episodes with a done record (valid, or a deterministic error)
 - ``finished:<sha>``   zset id -> time a delivery ended with a record (progress rate, ``producer run``)
 - ``enqueued:<sha>``   hash id -> publish time (idempotent ``enqueue``, stale detection)
+- ``given_up:<sha>``   set of episodes whose retries ran out, not sent again since (``counters.py``)
+- ``stopped:<sha>``    set of episodes whose messages were withdrawn before they ran, not sent
+                       again since (``counters.py``)
+- ``finished_on:<sha>`` hash id -> the machine that wrote its record (``enqueue --reconcile``
+                       waits for that machine's sync before it calls a missing record lost)
 - ``enqueue_fp:<sha>`` hash policy -> digest of the policy's record folders at its last full
                        enqueue (``producer/enqueue.py``: a re-enqueue with nothing new is cheap)
 - ``enqueue_lock:<sha>`` held by the ``enqueue`` planning and sending for the spec (two
@@ -75,6 +80,18 @@ def finished(spec_sha: str) -> str:
 
 def enqueued(spec_sha: str) -> str:
     return f"{PREFIX}enqueued:{spec_sha}"
+
+
+def given_up(spec_sha: str) -> str:
+    return f"{PREFIX}given_up:{spec_sha}"
+
+
+def stopped(spec_sha: str) -> str:
+    return f"{PREFIX}stopped:{spec_sha}"
+
+
+def finished_on(spec_sha: str) -> str:
+    return f"{PREFIX}finished_on:{spec_sha}"
 
 
 def counts(spec_sha: str) -> str:

@@ -151,8 +151,8 @@ def publish_ids(client: redis.Redis, spec_ref: str, spec_sha256: str, episode_id
     ``enqueue`` again sends the rest.
     """
     builder = MessageBuilder(queue, priority)
-    note = ["EVALSHA", client.script_load(ADD_ENQUEUED), "3", keys.enqueued(spec_sha256), keys.done(spec_sha256),
-            keys.counts(spec_sha256), repr(time.time())]
+    note = ["EVALSHA", client.script_load(ADD_ENQUEUED), "5", keys.enqueued(spec_sha256), keys.done(spec_sha256),
+            keys.counts(spec_sha256), keys.given_up(spec_sha256), keys.stopped(spec_sha256), repr(time.time())]
     multi, exec_ = _command(["MULTI"]), _command(["EXEC"])
     push = ["LPUSH", keys.queue_key(queue, priority)]  # kombu pops from the right: LPUSH in order is FIFO
     connection = client.connection_pool.get_connection()

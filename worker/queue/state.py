@@ -179,17 +179,20 @@ class QueueState(DeadLetterList):
         """Records were written, each (spec sha, episode id, our claim or None, done, time use):
         a done one joins the done-set; an infrastructure-error record (not done: the retries ran
         out) leaves the episode free to be enqueued again; time use, (machine, the record's
-        ``SUMS``), goes to status's duty cycle. One round trip: a script run per spec (EVALSHA;
-        redis-py loads it again after a Redis restart)."""
+        ``SUMS``), goes to status's duty cycle; the machine (from the time use, else the claim's
+        owner, ``<worker>@<machine>:<pid>:<task>``) is noted for ``enqueue --reconcile``. One
+        round trip: a script run per spec (EVALSHA; redis-py loads it again after a Redis restart)."""
         by_spec: dict[str, tuple[list[str], list[str | float | int]]] = {}
         now = time.time()
         for spec_sha, episode_id, owner, done, time_use in finished:
             if spec_sha not in by_spec:
-                names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha), keys.time_use(spec_sha)]
+                names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha), keys.time_use(spec_sha),
+                         keys.finished_on(spec_sha)]
                 by_spec[spec_sha] = names, [now]
             names, values = by_spec[spec_sha]
             names += _attempt_keys(episode_id)
-            values += (episode_id, int(done), owner or "")
+            machine = time_use[0] if time_use is not None else owner_machine(owner)
+            values += (episode_id, int(done), owner or "", machine)
             values += (time_sums.finish_args(episode_id.split("/", 1)[0], *time_use) if time_use is not None
                        else ("", 0))
         for names, values in by_spec.values():
@@ -284,6 +287,23 @@ class QueueState(DeadLetterList):
     def done(self, spec_sha: str) -> set[str]:
         return set(self.r.sscan_iter(keys.done(spec_sha), count=10_000))
 
+    def given_up(self, spec_sha: str) -> set[str]:
+        return set(self.r.sscan_iter(keys.given_up(spec_sha), count=10_000))
+
+    def stopped(self, spec_sha: str) -> set[str]:
+        return set(self.r.sscan_iter(keys.stopped(spec_sha), count=10_000))
+
+    def where_finished(self, spec_sha: str, episode_ids: list[str]) -> dict[str, tuple[str, float | None]]:
+        """Per episode: the machine that wrote its record ('' when unknown: marked from the
+        records by ``enqueue``, or before rtbench noted machines) and when it ended."""
+        if not episode_ids:
+            return {}
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.finished_on(spec_sha), episode_ids)
+            pipe.zmscore(keys.finished(spec_sha), episode_ids)
+            machines, times = pipe.execute()
+        return {e: (m or "", t) for e, m, t in zip(episode_ids, machines, times, strict=True)}
+
     def finish_times_since(self, spec_sha: str, since: float) -> list[float]:
         """When each episode that ended at or after ``since`` ended (epoch seconds, ascending)."""
         return [score for _, score in self.r.zrangebyscore(keys.finished(spec_sha), since, "+inf", withscores=True)]
@@ -315,6 +335,12 @@ class QueueState(DeadLetterList):
     def blocked_workers(self) -> list[dict[str, Any]]:
         found = sorted(self.r.scan_iter(keys.BLOCKED_PATTERN, count=1000))
         return [json.loads(raw) for raw in (self.r.mget(found) if found else []) if raw]
+
+
+def owner_machine(owner: str | None) -> str:
+    """The machine of a claim's owner (``<name>@<machine>:<pid>:<task id>``), '' if none."""
+    worker = (owner or "").split(":", 1)[0]
+    return worker.rpartition("@")[2] if "@" in worker else ""
 
 
 def _attempt_keys(episode_id: str) -> tuple[str, str, str]:
