@@ -154,8 +154,9 @@ def test_a_record_that_cannot_be_synced_is_not_marked_and_enqueue_decides_from_i
 
 def test_a_machine_crash_between_the_ack_and_the_mark_is_sent_again(context, broker, monkeypatch):
     """The record's fsyncs run after the message is acknowledged: a power cut before them can
-    leave the file empty (or missing) and the episode unmarked. ``enqueue --requeue-stale``
-    sends it again and the new run replaces the empty file (kept aside, never deleted)."""
+    leave the file empty (or missing) and the episode unmarked. The next ``enqueue`` sends it
+    again (a damaged record written after its message was sent: that message ended), and the
+    new run replaces the empty file (kept aside, never deleted)."""
     spec = load_spec("lm20")
     episode = "feedback/bias_lm_always_on/click_bell/episode_0"
     publish(broker, [message(episode)], queue="episodes")
@@ -166,12 +167,9 @@ def test_a_machine_crash_between_the_ack_and_the_mark_is_sent_again(context, bro
     path.write_bytes(b"")  # what the crash left of the unsynced file
     broker.delete(f"rtbench:claim:{episode}")  # expired with its heartbeat
     monkeypatch.undo()
-    # (The rest of the spec was never enqueued: both plans send it.)
-    assert episode not in plan_enqueue(spec, ["feedback"], context.settings.results_dir, context.state,
-                                       queue="episodes").to_send  # not stale yet: counted as in flight
-    plan = plan_enqueue(spec, ["feedback"], context.settings.results_dir, context.state, queue="episodes",
-                        requeue_stale_after=0)
-    assert episode in plan.to_send and plan.stale == 1
+    # (The rest of the spec was never enqueued: the plan sends it too.)
+    plan = plan_enqueue(spec, ["feedback"], context.settings.results_dir, context.state, queue="episodes")
+    assert episode in plan.to_send and plan.damaged == [episode] and plan.stale == 0
     assert run(context, episode, "d2") == RAN
     assert json.loads(path.read_bytes())["success"] is not None
     kept = list((context.settings.results_dir.parent / ".rtbench" / "conflicts").rglob("episode_0.json.*"))

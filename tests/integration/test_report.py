@@ -385,16 +385,38 @@ def test_index_gives_identical_numbers_on_a_changing_tree(tree, tmp_path):
 
 MEASURE = """<script>
 const width = document.documentElement.clientWidth;
-const wide = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > width + 1)
+// Beyond the page's width: elements outside the sideways-scrolling boxes (inside one, a wide
+// chart or table scrolls within its box, which itself fits).
+const wide = [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > width + 1 && (!e.parentElement.closest('.scroll')))
   .map(e => e.tagName + (e.getAttribute('aria-label') ? '[' + e.getAttribute('aria-label') + ']' : ''));
 const box = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
+// A policy name on one line: its cell no taller than two lines of its text.
+const nameCells = [...document.querySelectorAll('table[aria-label=leaderboard] td.name')];
+const nameLines = nameCells.map(c => c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).fontSize));
+// Sorting: a click on the per-setting table's "success" header orders its rows by that number.
+const table = document.querySelector('table[aria-label^="per setting"]');
+const column = [...table.querySelectorAll('th')].findIndex(th => th.textContent === 'success');
+table.querySelectorAll('th')[column].click();
+const sortedKeys = [...table.tBodies[0].rows].map(r => parseFloat(r.cells[column].getAttribute('data-sort')));
 const out = document.createElement('pre');
 out.id = 'measured';
 out.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth, width, wide,
   leaderboard_rows: document.querySelectorAll('table[aria-label=leaderboard] tbody tr').length,
-  legends: [...document.querySelectorAll('svg[aria-label^=legend]')].map(box)});
-document.body.appendChild(out);
+  legends: [...document.querySelectorAll('svg[aria-label^=legend]')].map(box),
+  name_lines: Math.max(...nameLines), sorted_keys: sortedKeys,
+  cell_values: document.querySelectorAll('svg[aria-label^=heatmap] text.v').length});
+(window.parent === window ? document.body : parent.document.body).appendChild(out);
 </script>"""
+
+
+def at_width(html: str, width: int) -> str:
+    """The page in a frame ``width`` CSS pixels wide (headless Chromium's window is at least
+    500 px wide; a frame is not), beside which the measurement lands."""
+    from html import escape
+
+    return (f'<!doctype html><html><body style="margin:0"><iframe style="border:0;width:{width}px;height:3000px" '
+            f'srcdoc="{escape(html, quote=True)}"></iframe></body></html>')
 
 
 def chromium_flags(tmp_path: Path) -> list[str]:
@@ -411,17 +433,23 @@ def test_html_report_renders_in_headless_chromium(tree, tmp_path):
         pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it where it can)")
     from PIL import Image
 
-    page = tmp_path / "report.html"
+    page, report_json = tmp_path / "report.html", tmp_path / "report.json"
     subprocess.run([sys.executable, "-m", "reporting.cli", "--results-dir", str(tree[0]), "--spec", "lm20",
-                    "--export-html", str(page), "--quiet"], check=True)
+                    "--export-html", str(page), "--export-json", str(report_json), "--quiet"], check=True)
     html = page.read_text()
-    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "<script" not in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "<script src" not in html
     flags = chromium_flags(tmp_path)
-    shot = tmp_path / "shot.png"
-    result = subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,3000", page.as_uri()],
-                            capture_output=True, text=True, timeout=120)
-    assert shot.exists(), result.stderr[-2000:]
-    assert "CONSOLE" not in result.stderr and "Uncaught" not in result.stderr
+    shots = {}
+    for width in (360, 1024, 1920):  # a phone, a laptop, a wide screen
+        framed = tmp_path / f"framed-{width}.html"
+        framed.write_text(at_width(html, width))
+        shots[width] = tmp_path / f"shot-{width}.png"
+        result = subprocess.run([chromium, *flags, f"--screenshot={shots[width]}",
+                                 f"--window-size={max(width, 500)},3000", "--virtual-time-budget=5000",
+                                 framed.as_uri()], capture_output=True, text=True, timeout=120)
+        assert shots[width].exists(), result.stderr[-2000:]
+        assert "CONSOLE" not in result.stderr and "Uncaught" not in result.stderr
+        shutil.copy(shots[width], tree[0].parent / f"report-screenshot-{width}.png")
     dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     assert dom.count('aria-label="heatmap ') == 3 and dom.count('aria-label="legend ') == 3
@@ -429,31 +457,46 @@ def test_html_report_renders_in_headless_chromium(tree, tmp_path):
     assert dom.index('aria-label="leaderboard"') < dom.index('aria-label="heatmap ')
     assert re.search(r"<title>[^<]+: \d+\.\d% success \(\d+/\d+ valid, n=\d+ done\)</title>", dom)
     assert "Problem records" in dom and "episode_19.json" in dom and "What to do" in dom
+    assert "episode_17.json (names B)" in dom  # a misplaced record, by its path
     # The named intervals, which question each answers, and the few-tasks warning (3 tasks here).
     assert "<th>on these tasks [95%]</th><th>over tasks [95%]</th>" in dom and "≈[" in dom
     assert "the 95% interval for tasks like these" in dom and "fewer than 10 tasks" in dom
     assert load_spec("lm20").sha256 in dom and "Generated" in dom
-    image = Image.open(shot).convert("RGB")
-    pixels = list(image.get_flattened_data())
-    greenish = sum(1 for r, g, b in pixels if g > 120 and r < 120 and b < 110)
-    reddish = sum(1 for r, g, b in pixels if r > 180 and g < 90 and b < 80)
-    assert greenish > 500 and reddish > 100, (greenish, reddish)  # heatmap cells are on the screenshot
-    shutil.copy(shot, tree[0].parent / "report-screenshot.png")
-    # Laid out by the browser at a laptop's and a phone-ish width: nothing wider than the page,
-    # the leaderboard has a row per policy, the legends are drawn. (The script is added to a
-    # copy of the page: the report itself has none.)
-    measured_page = tmp_path / "measured.html"
-    measured_page.write_text(html.replace("</body>", MEASURE + "</body>"))
-    for width in (1280, 700):
-        dom = subprocess.run([chromium, *flags, f"--window-size={width},2000", "--virtual-time-budget=5000",
-                              "--dump-dom", measured_page.as_uri()], capture_output=True, text=True,
-                             timeout=120).stdout
+    assert dom.count('aria-label="per setting ') == 3 and dom.count('aria-label="per task ') == 3
+    # Viridis on the wide screenshot: its dark (purple) and light (green-yellow) ends both occur.
+    pixels = list(Image.open(shots[1920]).convert("RGB").get_flattened_data())
+    dark = sum(1 for r, g, b in pixels if r < 80 and g < 100 and 80 < b < 150)
+    light = sum(1 for r, g, b in pixels if g > 170 and b < 140 and r < g)
+    assert dark > 300 and light > 300, (dark, light)
+    # Laid out by the browser at each width: nothing wider than the page outside the scrolling
+    # boxes, a policy name on one line, a row per policy, the legends drawn, a value in every
+    # cell with records, and a click on a header sorts. (The script is added to a copy of the
+    # page: the measurement is not part of the report.)
+    report = json.loads(report_json.read_text())
+    cells = sum(1 for p in POLICIES for c in report["per_policy"][p]["per_setting_task"] if c["valid"])
+    assert cells and all(len(report_cells(html, p)) == sum(1 for c in report["per_policy"][p]["per_setting_task"]
+                                                            if c["valid"]) for p in POLICIES)
+    for width in (360, 1024, 1920):
+        measured_page = tmp_path / f"measured-{width}.html"
+        measured_page.write_text(at_width(html.replace("</body>", MEASURE + "</body>"), width))
+        dom = subprocess.run([chromium, *flags, f"--window-size={max(width, 500)},2000",
+                              "--virtual-time-budget=5000", "--dump-dom", measured_page.as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout
         found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
         assert found, dom[-2000:]
         measured = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+        assert width - 20 <= measured["width"] <= width, (width, measured)  # laid out at this width
         assert measured["scroll"] <= measured["width"] and measured["wide"] == [], (width, measured)
-        assert measured["leaderboard_rows"] == len(POLICIES)
+        assert measured["leaderboard_rows"] == len(POLICIES) and measured["name_lines"] < 2.5, (width, measured)
         assert len(measured["legends"]) == 3 and all(w > 100 and h > 10 for w, h in measured["legends"])
+        assert measured["sorted_keys"] == sorted(measured["sorted_keys"]), measured["sorted_keys"]
+        assert measured["cell_values"] == cells, (measured["cell_values"], cells)
+
+
+def report_cells(html: str, policy: str) -> list[str]:
+    """The values printed in a policy's heatmap cells."""
+    heatmap = html.split(f'aria-label="heatmap {policy}"', 1)[1].split("</svg>", 1)[0]
+    return re.findall(r'<text class="v"[^>]*>(\d+)</text>', heatmap)
 
 
 def conforms(value, kind, where: str) -> list[str]:
