@@ -1,6 +1,10 @@
 """``rtbench-report``: aggregate episode records into reports (today's options and meanings).
 
 Exit codes: 0 ok, 2 bad input (a clear message, no traceback).
+
+Imports are made where a path needs them: a re-run where nothing changed reads the cached
+report with the standard library (``reporting.warm_report``) and imports neither the index's
+SQLAlchemy nor numpy and the aggregation, nor the renderers of exports not asked for.
 """
 
 from __future__ import annotations
@@ -12,21 +16,14 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from benchmark.common.atomic import write_bytes_atomic
 from benchmark.common.cli_support import user_errors
+from benchmark.records.journal import state_dir
 from benchmark.run.settings import check_results_dir
 from benchmark.spec.slicing import WHOLE_SPEC, SpecSlice, slice_options
-from reporting.aggregate import build_report
 from reporting.errors import ReportError
-from reporting.index import RecordIndex, default_index_path
-from reporting.render.csv_export import write_csv_tables
-from reporting.render.html import render_html
-from reporting.render.markdown import render_markdown
-from reporting.render.terminal import print_report
-from reporting.scan import scan_trees
-from reporting.spec_digest import SpecDigest
+from reporting.warm_report import cached_report
 
 
 def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *, include_all_tasks: bool = False,
@@ -56,6 +53,16 @@ def make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, *,
 
 def _make_report(results_dir: Path, spec_ref: str, policies: list[str] | None, chosen: list[str], *,
                  include_all_tasks: bool, spec_slice: SpecSlice, index_path: Path | None, rescan: bool) -> dict:
+    if index_path is not None and not rescan:
+        warm = cached_report(results_dir, index_path, spec_ref, chosen, whole_tree=policies is None,
+                             include_all_tasks=include_all_tasks, spec_slice=spec_slice)
+        if warm is not None:
+            return warm
+    from reporting.aggregate import build_report
+    from reporting.index import RecordIndex
+    from reporting.scan import scan_trees
+    from reporting.spec_digest import SpecDigest
+
     if index_path is None:
         _, tally = scan_trees(os.fspath(results_dir), chosen, lambda: SpecDigest.load(spec_ref))
         return build_report(tally, chosen, results_dir=os.fspath(results_dir), include_all_tasks=include_all_tasks,
@@ -116,13 +123,28 @@ def main(results_dir: Path, spec_ref: str, policies: tuple[str, ...], top_k: int
     if export_json:
         write_bytes_atomic(export_json, json.dumps(report, indent=2, ensure_ascii=False).encode())
     if export_md:
+        from reporting.render.markdown import render_markdown
+
         write_bytes_atomic(export_md, render_markdown(report, top_k).encode())
     if export_html:
+        from reporting.render.html import render_html
+
         write_bytes_atomic(export_html, render_html(report).encode())
     if export_csv:
+        from reporting.render.csv_export import write_csv_tables
+
         write_csv_tables(report, export_csv)
     if not quiet:
+        from rich.console import Console
+
+        from reporting.render.terminal import print_report
+
         print_report(report, Console(), top_k, wide)
+
+
+def default_index_path(results_dir: Path) -> Path:
+    """``.rtbench/report-index.sqlite`` beside the results dir (``reporting.index``'s default)."""
+    return state_dir(results_dir.resolve()) / "report-index.sqlite"
 
 
 if __name__ == "__main__":

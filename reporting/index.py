@@ -21,8 +21,6 @@ The report is the same with and without the index (a test checks it on a changin
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import os
 import re
@@ -46,11 +44,11 @@ from benchmark.spec.spec_file import resolve_spec_path
 from reporting.aggregate import build_report
 from reporting.entries import Entry
 from reporting.errors import ReportError
+from reporting.index_layout import DIGESTS, DIRECTORIES, ENTRIES, REPORTS, SPEC_FILES, STATE, TALLIES, report_key
 from reporting.scan import rescan_directories, scan_trees
 from reporting.spec_digest import SpecDigest
 from reporting.tally import Tally
 
-SCHEMA = 5  # in the table names: a new layout starts a new index beside the old tables
 LOCK_WAIT_S = 60.0  # how long a report waits for another one updating the same index
 
 log = logging.getLogger(__name__)
@@ -63,7 +61,7 @@ class Base(DeclarativeBase):
 class IndexedDirectory(Base):
     """What the walk needs, in small rows: a run stats every one of them."""
 
-    __tablename__ = f"directories_v{SCHEMA}"
+    __tablename__ = DIRECTORIES
     path: Mapped[str] = mapped_column(String, primary_key=True)  # relative to the results dir
     mtime_ns: Mapped[int] = mapped_column(Integer)  # UNSETTLED: list it again next time
 
@@ -71,13 +69,13 @@ class IndexedDirectory(Base):
 class DirectoryEntries(Base):
     """The entries of a directory's record files, read only when the directory changed."""
 
-    __tablename__ = f"directory_entries_v{SCHEMA}"
+    __tablename__ = ENTRIES
     path: Mapped[str] = mapped_column(String, primary_key=True)
     entries: Mapped[bytes] = mapped_column(LargeBinary)  # JSON list of entries
 
 
 class IndexState(Base):
-    __tablename__ = f"state_v{SCHEMA}"
+    __tablename__ = STATE
     key: Mapped[str] = mapped_column(String, primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
 
@@ -85,7 +83,7 @@ class IndexState(Base):
 class SpecFile(Base):
     """A spec file's identity by (path, size, mtime), so a re-run need not read 25 MB to hash it."""
 
-    __tablename__ = f"spec_files_v{SCHEMA}"
+    __tablename__ = SPEC_FILES
     path: Mapped[str] = mapped_column(String, primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
@@ -93,14 +91,14 @@ class SpecFile(Base):
 
 
 class StoredDigest(Base):
-    __tablename__ = f"spec_digests_v{SCHEMA}"
+    __tablename__ = DIGESTS
     sha256: Mapped[str] = mapped_column(String, primary_key=True)
     meta: Mapped[bytes] = mapped_column(LargeBinary)
     caused_failure: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class StoredTally(Base):
-    __tablename__ = f"tallies_v{SCHEMA}"
+    __tablename__ = TALLIES
     spec_sha256: Mapped[str] = mapped_column(String, primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     meta: Mapped[bytes] = mapped_column(LargeBinary)
@@ -108,16 +106,13 @@ class StoredTally(Base):
 
 
 class CachedReport(Base):
-    __tablename__ = f"reports_v{SCHEMA}"
+    __tablename__ = REPORTS
     key: Mapped[str] = mapped_column(String, primary_key=True)
     report: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # Queries are plain SQL on these tables: compiling SQLAlchemy statements costs about 1 ms each in a
 # fresh process, a tenth of a re-run's time.
-DIRECTORIES, ENTRIES = IndexedDirectory.__tablename__, DirectoryEntries.__tablename__
-STATE, SPEC_FILES, DIGESTS = IndexState.__tablename__, SpecFile.__tablename__, StoredDigest.__tablename__
-TALLIES, REPORTS = StoredTally.__tablename__, CachedReport.__tablename__
 
 
 @dataclass
@@ -127,10 +122,6 @@ class Change:
     path: str
     removed: list[Entry]
     added: list[Entry]
-
-
-def default_index_path(results_dir: Path) -> Path:
-    return state_dir(results_dir.resolve()) / "report-index.sqlite"
 
 
 class RecordIndex:
@@ -208,9 +199,7 @@ class RecordIndex:
             if moved:
                 db.exec_driver_sql(f"INSERT OR REPLACE INTO {STATE} (key, value) VALUES ('version', ?)",
                                    (version + 1,))
-            key = hashlib.sha256(orjson.dumps({
-                "version": version + moved, "spec": sha(), "policies": sorted(policies),
-                "include_all_tasks": include_all_tasks, "slice": dataclasses.asdict(spec_slice)})).hexdigest()
+            key = report_key(version + moved, sha(), policies, include_all_tasks, spec_slice)
             if not moved:
                 cached = db.exec_driver_sql(f"SELECT report FROM {REPORTS} WHERE key = ?", (key,)).scalar()
                 if cached is not None:

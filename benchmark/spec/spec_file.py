@@ -19,14 +19,9 @@ from typing import Any
 
 from benchmark.common.errors import SpecError
 from benchmark.common.names import select_names
+from benchmark.spec.spec_paths import ALIASES, resolve_spec_path
 from benchmark.spec.validation import SpecValidator
 
-SPEC_DIR = Path(__file__).resolve().parents[1]  # the shipped specs lie in benchmark/
-ALIASES: dict[str, str] = {
-    "full": "benchmark_spec.json",
-    "lm20": "benchmark_spec_lm20.json",
-    "verified": "benchmark_spec_verified.json",
-}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -146,20 +141,6 @@ class Spec:
         if not 0 <= repeat_idx < self.repeats:
             raise SpecError(self.name, "repeats_per_setting",
                             f"repeat_idx {repeat_idx} is outside 0..{self.repeats - 1}")
-
-
-def resolve_spec_path(name_or_path: str | Path) -> Path:
-    """The file of an alias or path; an alias, or a ``.json`` path, also finds ``.json.gz``."""
-    text = str(name_or_path)
-    path = SPEC_DIR / ALIASES[text] if text in ALIASES else Path(text).expanduser()
-    if path.is_file():
-        return path
-    gz = path.with_name(path.name + ".gz")
-    if path.suffix == ".json" and gz.is_file():
-        return gz
-    hint = f"alias {text!r} -> {path}" if text in ALIASES else str(path)
-    raise SpecError(text, "", f"spec file not found ({hint}); give an alias "
-                    f"({', '.join(ALIASES)}) or the path of a .json or .json.gz spec")
 
 
 def read_spec_bytes(path: Path) -> bytes:

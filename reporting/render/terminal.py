@@ -65,16 +65,18 @@ def _stats_table(report: Report, title: str, key_column: str, rows: list[tuple[s
 
 
 def _paired_table(report: Report, wide: bool) -> Table:
-    header = ["a", "b", "pairs", *(["both", "a only", "b only"] if wide else []), "a - b on these tasks",
-              "over tasks", "McNemar p"]
+    """Every pair of policies. Narrow: the pair and its number of pairs in the first cell, one
+    line each (whole names in 80 columns); wide: a column each, with both / a only / b only."""
+    header = (["a", "b", "pairs", "both", "a only", "b only"] if wide else ["policies"]) + [
+        "a - b on these tasks", "over tasks", "McNemar p"]
     rows = []
     for c in report["paired_comparisons"]:
         difference = paired_difference_text(c["difference"], c["difference_ci95"]) if c["pairs"] else "-"
-        counts = [f"{c['both']:,}", f"{c['a_only']:,}", f"{c['b_only']:,}"] if wide else []
-        rows.append([c["policy_a"], c["policy_b"], f"{c['pairs']:,}", *counts, difference,
-                     paired_over_tasks_text(c) if c["pairs"] else "-", f"{c['mcnemar_p']:.3g}"])
+        names = ([c["policy_a"], c["policy_b"], f"{c['pairs']:,}", f"{c['both']:,}", f"{c['a_only']:,}",
+                  f"{c['b_only']:,}"] if wide else [f"a: {c['policy_a']}\nb: {c['policy_b']}\n{c['pairs']:,} pairs"])
+        rows.append([*names, difference, paired_over_tasks_text(c) if c["pairs"] else "-", f"{c['mcnemar_p']:.3g}"])
     return fill_table(new_table("paired comparisons (episodes both policies completed validly)"), header, rows,
-                      names=2)
+                      names=2 if wide else 1)
 
 
 def _time_use_table(report: Report) -> Table | None:

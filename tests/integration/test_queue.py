@@ -321,6 +321,18 @@ def test_flower_lists_workers_with_basic_auth_and_serves_metrics(workers, queue_
         flower.wait(10)
 
 
+def report_command(text: str) -> str:
+    """The command after "report:", one line or continued over several (80 columns)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("report:"))
+    parts = [lines[start].removeprefix("report:").strip()]
+    while parts[-1].endswith("\\") or not parts[-1]:
+        start += 1
+        parts[-1] = parts[-1].removesuffix("\\").strip()
+        parts.append(lines[start].strip())
+    return " ".join(part for part in parts if part)
+
+
 def test_producer_run_is_the_embedded_default_and_leaves_nothing_running(tmp_path, plugin_path):
     import subprocess
     import sys
@@ -335,7 +347,7 @@ def test_producer_run_is_the_embedded_default_and_leaves_nothing_running(tmp_pat
     summary = next(line.split() for line in run.stdout.splitlines() if line.startswith("feedback"))
     assert summary[1] == "20/20", run.stdout  # done/expected
     # It ends with the report of the same slice, and the report's numbers are the summary's.
-    command = next(line for line in run.stderr.splitlines() if line.startswith("report: ")).removeprefix("report: ")
+    command = report_command(run.stderr)
     assert shlex.split(command)[:3] == ["rtbench-report", "--spec", "lm20"]
     assert "--tasks adjust_bottle --max-repeat 2" in command and "--policy feedback" in command
     report = subprocess.run([sys.executable, "-m", "reporting.cli", *shlex.split(command)[1:], "--export-json",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.spec.spec_file import SPEC_DIR
+from benchmark.spec.spec_paths import SPEC_DIR
 
 
 def generate(tmp_path: Path, name: str, *args: str) -> bytes:

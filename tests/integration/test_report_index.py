@@ -19,7 +19,7 @@ from benchmark.records.results import new_record, write_record
 from benchmark.spec.slicing import SpecSlice
 from benchmark.spec.spec_file import load_spec
 from reporting.cli import make_report
-from reporting.index import SCHEMA
+from reporting.index_layout import SCHEMA
 
 SPEC = load_spec("lm20")
 SETTINGS = [s.id for s in SPEC.settings[:5]]  # more than PARALLEL_UNITS per policy: the cold run forks
@@ -290,3 +290,40 @@ def test_tables_of_an_older_index_layout_are_dropped(tmp_path):
     with sqlite3.connect(index) as db:
         names = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "record_files_v1" not in names and f"directories_v{SCHEMA}" in names
+
+
+WARM_IMPORTS = """
+import sys
+from reporting.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+heavy = ("sqlalchemy", "numpy", "reporting.aggregate", "reporting.index", "reporting.render.html")
+print(" ".join(name for name in heavy if name in sys.modules) or "none")
+"""
+
+
+def test_a_report_where_nothing_changed_imports_neither_the_index_nor_numpy(tmp_path):
+    """The warm path (issue 25, point 9) reads the cached report with the standard library;
+    a change, or --rescan, takes the full path again."""
+    import subprocess
+    import sys
+
+    rng = random.Random(5)
+    root = tmp_path / "results"
+    for repeat in range(3):
+        write_record(root, record("A", SETTINGS[0], TASKS[0], repeat, rng))
+    args = ["--results-dir", str(root), "--spec", "lm20", "--quiet"]
+
+    def imported(*extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", WARM_IMPORTS, *args, *extra], capture_output=True, text=True,
+                              check=True, timeout=120).stdout.strip()
+
+    assert "sqlalchemy" in imported()  # the first report builds the index
+    time.sleep(2.5)  # past the settle time: the folders are trusted from now on
+    assert "sqlalchemy" in imported()  # settles the folders written within the settle time
+    assert imported() == "none"
+    assert "sqlalchemy" in imported("--rescan")
+    write_record(root, record("A", SETTINGS[0], TASKS[0], 5, rng))
+    assert "sqlalchemy" in imported()

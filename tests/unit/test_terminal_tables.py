@@ -43,11 +43,14 @@ def assert_uncut(text: str, width: int, whole: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    return report_of(POLICIES, tmp_path_factory.mktemp("tables") / "results")
+
+
+def report_of(policies: list[str], root) -> dict:
     spec = load_spec("lm20")
     assert set(TASKS) <= set(spec.tasks), "the fixture wants lm20's longest task name"
-    root = tmp_path_factory.mktemp("tables") / "results"
     rng = random.Random(3)
-    for policy in POLICIES:
+    for policy in policies:
         for setting in SETTINGS:
             for task in TASKS:
                 for repeat in range(20):
@@ -57,8 +60,8 @@ def report(tmp_path_factory):
                         error=error, steps=3, seed=1, perturbation_log={"config": spec.config(setting, task, repeat)},
                         spec_name="lm20", spec_sha256=spec.sha256, backend="kinematic", started_at="t",
                         finished_at="t", duration_s=1.0))
-    _, tally = scan_trees(str(root), POLICIES, lambda: SpecDigest.load("lm20"))
-    return build_report(tally, POLICIES, results_dir=str(root))
+    _, tally = scan_trees(str(root), policies, lambda: SpecDigest.load("lm20"))
+    return build_report(tally, policies, results_dir=str(root))
 
 
 @pytest.mark.parametrize("width", [80, 200])
@@ -80,6 +83,16 @@ def test_report_tables_fit_and_cut_no_cell(report, width):
     assert "on these tasks" in text and "over tasks" in text  # the named intervals in both views
     assert ("not verified" in text) is wide  # the effective column, wide only
     assert ("--wide" in text) is not wide  # the narrow view says how to see the rest
+
+
+def test_the_paired_table_keeps_policy_names_whole_at_80_columns(tmp_path):
+    """The README's job compares expert_replay and feedback: a policy column each split
+    "expert_replay" over two lines; the pair now shares one cell, a name per line."""
+    paired = report_of(["expert_replay", "feedback"], tmp_path / "results")
+    text = render(lambda console: print_report(paired, console, top_k=2), 80)
+    comparison = paired["paired_comparisons"][0]
+    assert_uncut(text, 80, ["a: expert_replay", "b: feedback", f"{comparison['pairs']:,} pairs", "McNemar p",
+                            f"{comparison['mcnemar_p']:.3g}"])
 
 
 def test_forced_wide_view_on_a_narrow_terminal_wraps_lines_but_cuts_nothing(report):
