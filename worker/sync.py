@@ -77,6 +77,7 @@ class CycleResult:
     pushed: bool = False
     deferred: str | None = None  # why the push waits for a later cycle
     pulled: list[str] = field(default_factory=list)  # record paths (repo-relative) other machines added
+    pushed_records: list[str] = field(default_factory=list)  # record paths (repo-relative) this cycle pushed
     conflicts: list[str] = field(default_factory=list)  # where the losing files were kept
     rejected: list[str] = field(default_factory=list)  # "path (why)": files never committed
     waiting: int = 0  # journal lines whose record the remote does not hold yet
@@ -288,6 +289,7 @@ def _cycle(target: SyncTarget, scan: bool, push_allowed: Callable[[], bool], wai
                 advance(target, branch, head, commit, own=True, tracking=tracking)
                 result.pushed, result.head = True, commit
                 result.committed, result.policies = len(records), target.policies(records)
+                result.pushed_records = records
                 on_remote = {path: blob for path, blob in {**changes.base, **changes.committed()}.items() if blob}
                 head = remote_head = commit
                 break

@@ -83,8 +83,8 @@ def sync_once(settings: Settings, *, scan: bool = False, wait_s: float = 0.0) ->
         broker.call("sync status", lambda s: s.note_sync(machine, last_error=str(error), error_at=time.time(),
                                                          pending=_waiting(settings)), None)
         raise error from None
-    done = broker.call("done-set", lambda s: _mark_pulled_done(target, result.pulled, s), 0)
-    log.info("%s%s", result.line(), f"; {done} pulled record(s) joined the done-set" if done else "")
+    done = broker.call("done-set", lambda s: _mark_synced_done(target, result.pulled + result.pushed_records, s), 0)
+    log.info("%s%s", result.line(), f"; {done} synced record(s) marked in the done-set" if done else "")
     fields = {"last_run": time.time(), "pending": _waiting(settings),
               "last_error": "", "committed": result.committed, "rejected": len(result.rejected),
               "rejected_files": ", ".join(result.rejected[:3])}
@@ -104,8 +104,11 @@ def _waiting(settings: Settings) -> int:
         return 0
 
 
-def _mark_pulled_done(target: SyncTarget, pulled: list[str], state: QueueState) -> int:
-    """Records other machines pushed join the done-set of their spec (by the one done rule)."""
+def _mark_synced_done(target: SyncTarget, pulled: list[str], state: QueueState) -> int:
+    """Records on the remote join the done-set of their spec (by the one done rule): those other
+    machines pushed, and this machine's own just pushed (a worker killed between a record and
+    its mark leaves the mark undone; without this only an enqueue or another machine's pull
+    would make it). Adding a member already there changes nothing."""
     by_spec: dict[str, list[str]] = {}
     for path in pulled:
         read = read_record(target.repo / path, target.results_dir)
