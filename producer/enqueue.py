@@ -184,7 +184,6 @@ class _Planner:
             plan.sent_before.append(episode_id)
         return True
 
-
     def ended_in(self, episode_id: str, path: str) -> bool:
         """Whether the file at ``path`` was written after the episode's last message was sent (so
         that message has ended) and no delivery runs the episode now."""

@@ -31,11 +31,12 @@ class Reconciler:
         self.state, self.results_dir, self.this_machine = state, results_dir, this_machine
         self.lost_machines = set(lost_machines)
         # machine -> (start of its last successful cycle, the commit it pushed then)
+        statuses = state.sync_statuses()  # one scan of the sync keys
         self.pushed: dict[str, tuple[float, str]] = {}
-        for machine, fields in state.sync_statuses().items():
+        for machine, fields in statuses.items():
             if fields.get("ok_started"):
                 self.pushed[machine] = float(fields["ok_started"]), fields.get("commit", "")
-        self.syncing = set(state.sync_statuses())
+        self.syncing = set(statuses)
         self._checked: set[str] = set()
         self.waiting: Counter = Counter()  # machine -> episodes that may still arrive from it
 
