@@ -44,7 +44,9 @@ from producer.status import (
     time_use_table,
     workers_table,
 )
+from producer.stop_when import clear_stop_rule, set_stop_rule
 from producer.verify import plan_verify, send_units
+from reporting.stop_rule import StopRule, StopRuleError, parse_stop_rule
 from worker.queue.fleet_policies import fleet_policies, loadable_policies, unknown_policy_message
 from worker.queue.media_budget import full_media_folders
 from worker.queue.messages import VERIFY_QUEUE
@@ -52,7 +54,8 @@ from worker.queue.messages import VERIFY_QUEUE
 
 def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bool, priority: int,
                requeue_stale_after: float | None, console: Console, whole_spec: bool = False,
-               resume_stopped: bool = False, reconciler: Reconciler | None = None) -> EnqueuePlan:
+               resume_stopped: bool = False, reconciler: Reconciler | None = None,
+               stop_rule: StopRule | None = None) -> EnqueuePlan:
     settings = obj.settings
     lock = obj.state.enqueue_lock(spec.sha256)
     if not dry_run and not lock.acquire():
@@ -61,7 +64,8 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
     try:
         # Taken before the records are read: a record written meanwhile changes it for next time.
         fingerprints = {p: results_fingerprint(settings.results_dir, p) for p in policies} if whole_spec else {}
-        fast = whole_spec and requeue_stale_after is None and reconciler is None and not resume_stopped
+        fast = (whole_spec and requeue_stale_after is None and reconciler is None and not resume_stopped
+                and stop_rule is None)
         if fast and unchanged_since_last_enqueue(
                 spec, list(policies), settings.results_dir, obj.state, fingerprints):
             plan = EnqueuePlan()
@@ -72,6 +76,12 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
                                 resume_stopped=resume_stopped, reconciler=reconciler)
             if not dry_run:
                 apply_repairs(plan, spec.sha256, obj.state)
+                # Before anything is sent: the first records are counted for the rule.
+                if stop_rule is not None:
+                    set_stop_rule(obj.state, spec, list(policies), stop_rule, settings.queues[0],
+                                  settings.results_dir)
+                elif resume_stopped:
+                    clear_stop_rule(obj.state, spec, list(policies))
                 if plan.to_send:
                     obj.state.publish_ids(spec_ref, spec.sha256, plan.to_send, queue=settings.queues[0],
                                           priority=priority)
@@ -96,6 +106,10 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
         console.print(line, soft_wrap=True)
     for policy, count in sorted(plan.per_policy.items()):
         console.print(f"  {policy}: {count:,}")
+    if stop_rule is not None:
+        governed = ", ".join(stop_rule.governs(list(policies)))
+        console.print(f"  {'would stop' if dry_run else 'stops'} {governed} when {stop_rule.text} holds "
+                      "(checked after each round)", soft_wrap=True)
     for line in reconciler.waiting_lines() if reconciler is not None else []:
         console.print(line, soft_wrap=True)
     return plan
@@ -137,6 +151,8 @@ Examples:
   python -m producer enqueue lm20 --policy Motus
   python -m producer enqueue full --policy Motus --policy Pi05 \\
       --settings bias_lm_always_on --dry-run
+  python -m producer enqueue lm20 --policy Motus --policy Pi05 \\
+      --stop-when decided:Motus,Pi05
 """)
 @spec_options
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing.")
@@ -148,7 +164,11 @@ Examples:
 @click.option("--allow-unknown-policy", is_flag=True,
               help="Enqueue a policy no worker has announced (workers not started yet).")
 @click.option("--resume-stopped", is_flag=True,
-              help="Send episodes whose messages were withdrawn (dead --purge) too.")
+              help="Send episodes whose messages were withdrawn (a stop rule, dead --purge) too; "
+                   "without --stop-when the old rule is dropped.")
+@click.option("--stop-when", "stop_when", metavar="RULE",
+              help="Stop the slice when RULE holds after a round: width<0.05 (every setting's "
+                   "interval narrower) or decided:A,B[,per-setting] (A - B excludes 0).")
 @click.option("--reconcile", is_flag=True,
               help="Send done episodes whose record is missing from this results tree, once their "
                    "machine has pushed since (run in a pulled clone).")
@@ -158,9 +178,13 @@ Examples:
 @click.pass_obj
 @user_errors
 def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, priority, requeue_stale,
-            stale_after, allow_unknown_policy, resume_stopped, reconcile, lost_machines) -> None:
+            stale_after, allow_unknown_policy, resume_stopped, reconcile, lost_machines, stop_when) -> None:
     """Enqueue the episodes of SPEC not done yet; running it twice sends nothing new."""
     spec = load_filtered(spec_ref, policies, spec_slice)
+    try:
+        stop_rule = parse_stop_rule(stop_when, list(policies)) if stop_when is not None else None
+    except StopRuleError as exc:
+        raise click.UsageError(str(exc)) from None
     warn_unlisted_policies(obj.settings.policies_file, policies, Console(stderr=True))
     if not allow_unknown_policy:
         refuse_unknown_policies(obj, policies)
@@ -170,7 +194,8 @@ def enqueue(obj: Context, spec_ref, policies, spec_slice: SpecSlice, dry_run, pr
                   if reconcile else None)
     do_enqueue(obj, spec, spec_ref, policies, dry_run=dry_run, priority=priority,
                requeue_stale_after=stale_after if requeue_stale else None, console=Console(),
-               whole_spec=spec_slice == WHOLE_SPEC, resume_stopped=resume_stopped, reconciler=reconciler)
+               whole_spec=spec_slice == WHOLE_SPEC, resume_stopped=resume_stopped, reconciler=reconciler,
+               stop_rule=stop_rule)
 
 
 @cli.command(short_help="Progress per policy: done, queued, running, dead, ETA.", epilog="""\b

@@ -18,6 +18,7 @@ from benchmark.records.results import iter_record_paths, read_record
 from benchmark.records.time_use import ROW_COLUMNS, TimeUse
 from benchmark.spec.spec_file import Spec
 from benchmark.spec.summary import SpecSummary, round_slots
+from producer.stop_when import stop_lines
 from worker.queue import time_sums
 from worker.queue.counters import count_sets
 from worker.queue.counters import drift as counter_drift
@@ -50,6 +51,7 @@ class Status:
     drift: list[str] = field(default_factory=list)  # counters that differ from the sets (--verify)
     verified: bool = False  # the numbers were counted from the sets (--verify)
     records_drift: list[str] = field(default_factory=list)  # the done-set against the records (--verify)
+    stops: list[str] = field(default_factory=list)  # stop rules set, slices stopped (stop_when.py)
 
     @property
     def in_flight(self) -> int:
@@ -122,7 +124,8 @@ def collect_status(spec: Spec | SpecSummary, policies: list[str], state: QueueSt
     length = state.queue_length(queue)
     now = time.time()
     rate = recent_rate(state.finish_times_since(sha, now - RATE_WINDOW_S), now)
-    return Status(spec, rows, length, rate, state.blocked_workers(), drift, verified, records_drift)
+    return Status(spec, rows, length, rate, state.blocked_workers(), drift, verified, records_drift,
+                  stop_lines(state, sha, policies))
 
 
 def completed_rounds(state: QueueState, spec_sha: str, policy: str, pairs: list[str], repeats: int,
@@ -199,6 +202,8 @@ def status_table(status: Status) -> Table:
                        ["policy", "done/expected", "%", "queued", "running", "dead", "given up", "stopped"],
                        rows)
     table = with_blocked_caption(table, status.blocked)
+    if status.stops:
+        table.caption = "\n".join(filter(None, [table.caption, *status.stops]))
     if status.verified:
         lines = (["counters differ from the sets (python -m producer enqueue repairs them):", *status.drift]
                  if status.drift else ["verified: the counters agree with the sets"])

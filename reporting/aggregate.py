@@ -24,6 +24,7 @@ import numpy as np
 
 from benchmark.common.names import select_names
 from benchmark.records.results import JSON_DECODE_ERROR, OS_ERROR
+from benchmark.records.stop_notes import read_stop_note
 from benchmark.records.time_use import TimeUse
 from benchmark.spec.slicing import WHOLE_SPEC, SpecSlice
 from benchmark.spec.spec_file import Setting
@@ -117,7 +118,8 @@ def build_report(tally: Tally, policies: list[str], *, results_dir: str, include
         "duplicate_paths": duplicate_paths(digest, folders, slot_in_scope, results_dir),
         "misplaced_paths": misplaced_paths(folders, results_dir),
         "paired_comparisons": _paired(names, counts, settings),
-        "anytime": anytime_section(names, counts, [s.id for s in settings], tasks),
+        "anytime": anytime_section(names, counts, [s.id for s in settings], tasks,
+                                   {p: read_stop_note(results_dir, p, digest.sha256) for p in names}),
         "time_use": {p: _time_use(folders[p]) for p in names},
         "slice": {"settings": list(spec_slice.settings) if spec_slice.settings is not None else None,
                   "tasks": list(spec_slice.tasks) if spec_slice.tasks is not None else None,

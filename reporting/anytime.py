@@ -125,20 +125,33 @@ def anytime_group(outcomes: np.ndarray, setting_ids: list[str], key: str, low: f
 
 
 def anytime_section(names: list[str], counts: dict[str, np.ndarray], setting_ids: list[str],
-                    tasks: list[int]) -> dict:
+                    tasks: list[int], stops: dict[str, dict | None] | None = None) -> dict:
     """The report's ``anytime``: per policy and per pair of policies, on their completed rounds
-    (``counts``: policy -> (completed, valid, successes) x settings x tasks x repeats)."""
-    outcomes, rounds = {}, {}
+    (``counts``: policy -> (completed, valid, successes) x settings x tasks x repeats), and for
+    a policy whose slice a stop rule stopped (``stops``: the notes beside its records), why."""
+    outcomes, rounds, stopped = {}, {}, {}
     for policy in names:
         completed, valid, successes = (c[:, tasks, :] for c in counts[policy])
         rounds[policy] = completed_rounds(completed)
         outcomes[policy] = round_outcomes(valid, successes, rounds[policy])
+        if (note := (stops or {}).get(policy)) is not None:
+            stopped[policy] = _stopped(note, rounds[policy], int((completed == 0).sum()))
     paired = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             shared = min(rounds[a], rounds[b])
             difference = outcomes[a][..., :shared] - outcomes[b][..., :shared]
             paired.append({"a": a, "b": b, **anytime_group(difference, setting_ids, "difference", low=-1.0)})
-    return {"method": METHOD, "alpha": ALPHA,
-            "per_policy": {p: anytime_group(outcomes[p], setting_ids, "rate") for p in names},
-            "paired": paired}
+    per_policy = {p: anytime_group(outcomes[p], setting_ids, "rate") for p in names}
+    for policy, stop in stopped.items():
+        per_policy[policy]["stopped"] = stop
+    return {"method": METHOD, "alpha": ALPHA, "per_policy": per_policy, "paired": paired}
+
+
+def _stopped(note: dict, rounds: int, not_run: int) -> dict:
+    """A stop note as the report gives it: resumed once a round beyond the one in flight at the
+    stop completed (``enqueue --resume-stopped`` sent the rest)."""
+    return {"rule": str(note.get("rule")), "after_round": int(note.get("after_round", 0)),
+            "rounds": int(note.get("rounds", 0)), "detail": str(note.get("detail", "")),
+            "at": str(note.get("at", "")), "episodes_not_run": not_run,
+            "resumed": rounds > int(note.get("after_round", 0)) + 1}

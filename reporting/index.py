@@ -39,6 +39,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmark.records.journal import make_state_dir, state_dir
+from benchmark.records.stop_notes import notes_fingerprint
 from benchmark.spec.slicing import WHOLE_SPEC, SpecSlice
 from benchmark.spec.spec_file import resolve_spec_path
 from reporting.aggregate import build_report
@@ -199,7 +200,8 @@ class RecordIndex:
             if moved:
                 db.exec_driver_sql(f"INSERT OR REPLACE INTO {STATE} (key, value) VALUES ('version', ?)",
                                    (version + 1,))
-            key = report_key(version + moved, sha(), policies, include_all_tasks, spec_slice)
+            key = report_key(version + moved, sha(), policies, include_all_tasks, spec_slice,
+                             notes_fingerprint(self.root, policies))
             if not moved:
                 cached = db.exec_driver_sql(f"SELECT report FROM {REPORTS} WHERE key = ?", (key,)).scalar()
                 if cached is not None:

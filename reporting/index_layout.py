@@ -21,8 +21,10 @@ TALLIES, REPORTS = f"tallies_v{SCHEMA}", f"reports_v{SCHEMA}"
 
 
 def report_key(version: int, spec_sha256: str, policies: list[str], include_all_tasks: bool,
-               spec_slice: SpecSlice) -> str:
-    """The cached report's key: the index version and every option that changes a report."""
+               spec_slice: SpecSlice, stop_notes: str = "") -> str:
+    """The cached report's key: the index version, every option that changes a report and the
+    stop notes beside the records (``notes_fingerprint``)."""
     return hashlib.sha256(orjson.dumps({
         "format": REPORT_FORMAT, "version": version, "spec": spec_sha256, "policies": sorted(policies),
-        "include_all_tasks": include_all_tasks, "slice": dataclasses.asdict(spec_slice)})).hexdigest()
+        "include_all_tasks": include_all_tasks, "slice": dataclasses.asdict(spec_slice),
+        "stop_notes": stop_notes})).hexdigest()

@@ -216,10 +216,23 @@ class AnytimeDifference(TypedDict):
     cs95: list[float] | None
 
 
+class AnytimeStop(TypedDict):
+    """A slice stopped by its ``enqueue --stop-when`` rule (the note beside its records)."""
+
+    rule: str                      # e.g. width<0.05, decided:A,B
+    after_round: int               # the completed rounds the rule held on
+    rounds: int                    # the rounds the slice had
+    detail: str                    # what the sequences said then
+    at: str                        # when (ISO 8601, UTC)
+    episodes_not_run: int          # episodes in scope without a record now
+    resumed: bool                  # more rounds completed since (enqueue --resume-stopped)
+
+
 class AnytimePolicy(TypedDict):
     rounds: int                    # completed rounds: repeat r of every setting and task in scope
     overall: AnytimeRate
     per_setting: dict[str, AnytimeRate]
+    stopped: NotRequired[AnytimeStop]  # only for a slice a stop rule stopped
 
 
 class AnytimePair(TypedDict):

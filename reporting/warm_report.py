@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from benchmark.records.stop_notes import notes_fingerprint
 from benchmark.spec.slicing import SpecSlice
 from benchmark.spec.spec_paths import resolve_spec_path
 from reporting.index_layout import DIRECTORIES, REPORTS, SPEC_FILES, STATE, report_key
@@ -46,7 +47,8 @@ def cached_report(results_dir: Path, index_path: Path, spec_ref: str, policies: 
             known = dict(connection.execute(f"SELECT path, mtime_ns FROM {DIRECTORIES}").fetchall())
             if not _unchanged(os.fspath(results_dir), known, policies, whole_tree):
                 return None
-            key = report_key(version[0], sha[0], policies, include_all_tasks, spec_slice)
+            key = report_key(version[0], sha[0], policies, include_all_tasks, spec_slice,
+                             notes_fingerprint(results_dir, policies))
             cached = connection.execute(f"SELECT report FROM {REPORTS} WHERE key = ?", (key,)).fetchone()
     except sqlite3.Error:  # another layout, a lock held too long, a damaged file: the full path decides
         return None

@@ -37,19 +37,23 @@ from benchmark.policies.policies_file import PoliciesFile
 from benchmark.records.episode_errors import RetryableEpisodeError
 from benchmark.records.episodes import EpisodeKey
 from benchmark.records.results import counts_as_done, episode_done, write_record
+from benchmark.records.stop_notes import outcome_code
 from benchmark.records.time_use import episode_sums
 from benchmark.run.runner import infrastructure_failure_record, run_episode
 from benchmark.spec.spec_file import Spec, load_spec
 from worker.finisher import Finisher
 from worker.queue.messages import EpisodeMessage, MalformedMessage, parse_message
-from worker.queue.state import DONE_ALREADY, QueueState, connect
+from worker.queue.state import DONE_ALREADY, STOPPED_ALREADY, QueueState, connect
+from worker.queue.stop_rules import StopRules
 from worker.queue.verdicts import FleetVerdicts
 from worker.settings import Settings
+from worker.stop_check import StopCheck
 
 log = logging.getLogger(__name__)
 SLOT_CAP_DELAY_S = 5.0  # a capped policy's message waits this long before another worker may take it
 
 SKIPPED, RAN, DEAD, GAVE_UP = "skipped", "ran", "dead", "gave_up"  # what a delivery did
+WITHDRAWN = "withdrawn"  # its episode was stopped (a stop rule, a purge): acknowledged unrun
 
 class DeadLetter(Exception):
     """A message that can never run: it goes to the dead-letter list with ``reason``."""
@@ -112,7 +116,8 @@ class ChildContext:
         self.policies_file = PoliciesFile.load(settings.policies_file) if settings.policies_file else None
         self._backend: Backend | None = None
         self._recorder: MediaRecorder | None = None
-        self.finisher = Finisher(self.state)
+        self.finisher = Finisher(self.state, StopCheck(StopRules(self.state.r), settings.results_dir,
+                                                       settings.machine))
 
     def preload_specs(self, refs: tuple[str, ...]) -> None:
         """Load specs now (a bad one raises ``BenchmarkError``: the worker stops at start)."""
@@ -207,6 +212,9 @@ def _deliver(ctx: ChildContext, args: tuple, kwargs: dict, hostname: str, delive
     claim = _claim_or_defer(ctx, spec, key.id, hostname, delivery_id)
     if claim is None:  # in the done-set: done here or on another machine
         return SKIPPED
+    if claim is WITHDRAWN:  # enqueue --resume-stopped sends it again
+        log.info("%s: stopped (its slice was withdrawn); not run", key.id)
+        return WITHDRAWN
     with claim:
         progress.attempt = claim.attempt
         # A record here that the done-set lacks (its mark still on the way, or lost with a
@@ -276,13 +284,16 @@ class _Claim:
 
 
 def _claim_or_defer(ctx: ChildContext, spec: Spec, episode_id: str, hostname: str,
-                    delivery_id: str) -> _Claim | None:
-    """Our claim; None when the episode is in the done-set (nothing claimed or counted)."""
+                    delivery_id: str) -> _Claim | str | None:
+    """Our claim; None when the episode is in the done-set, WITHDRAWN when in the stopped set
+    (nothing claimed or counted)."""
     owner = f"{hostname}:{process_id()}:{delivery_id}"
     attempt, detail = ctx.state.claim(spec.sha256, episode_id, owner,
                                       ctx.settings.claim_ttl_s, hostname)
     if attempt == DONE_ALREADY:
         return None
+    if attempt == STOPPED_ALREADY:
+        return WITHDRAWN
     if attempt < 0:
         # Paused: the parent stops consuming; a deferred copy may still arrive.
         # Nothing was claimed or counted.
@@ -340,8 +351,10 @@ def _commit(ctx: ChildContext, spec: Spec, key: EpisodeKey, record: dict[str, An
     # The file's and the folder's fsync (which make the record survive a crash of the machine)
     # cost a millisecond: the finisher does them in the background, then marks it finished.
     sums = episode_sums(record)
-    ctx.finisher.submit(path, spec.sha256, key.id, claim.owner, done=counts_as_done(record),
-                        time_use=None if sums is None else (settings.machine, sums))
+    done = counts_as_done(record)
+    ctx.finisher.submit(path, spec.sha256, key.id, claim.owner, done=done,
+                        time_use=None if sums is None else (settings.machine, sums),
+                        outcome=outcome_code(record, done))
     claim.settled = True
 
 

@@ -1,5 +1,6 @@
 """Written records made durable (their fsyncs), then marked finished in Redis, off the
-episode's critical path (``worker.delivery`` submits each record it wrote)."""
+episode's critical path (``worker.delivery`` submits each record it wrote); stop rules are
+checked after the marks (``worker.stop_check``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from benchmark.common.atomic import make_durable
 from worker.queue.state import QueueState
+from worker.stop_check import StopCheck
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +35,19 @@ class Finisher:
     doing) must still have marked it.
     """
 
-    def __init__(self, state: QueueState) -> None:
-        self._state = state
+    def __init__(self, state: QueueState, stop_check: StopCheck | None = None) -> None:
+        self._state, self._stop_check = state, stop_check
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def submit(self, path: Path, spec_sha: str, episode_id: str, owner: str, *, done: bool,
-               time_use: tuple | None = None) -> None:
-        """``time_use``: (machine, the record's ``time_use.SUMS``), None for a record without phases."""
+               time_use: tuple | None = None, outcome: str | None = None) -> None:
+        """``time_use``: (machine, the record's ``time_use.SUMS``), None for a record without phases;
+        ``outcome``: what stop rules count (``stop_check.outcome_code``), None for nothing."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="rtbench-finisher", daemon=True)
             self._thread.start()
-        self._queue.put((path, spec_sha, episode_id, owner, done, time_use))
+        self._queue.put((path, spec_sha, episode_id, owner, done, time_use, outcome))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -61,7 +64,9 @@ class Finisher:
                     break
             try:
                 if durable := self._made_durable(batch):
-                    self._state.mark_finished([item[1:] for item in durable])
+                    self._note_outcomes(durable)
+                    self._state.mark_finished([item[1:6] for item in durable])
+                    self._check_stop_rules()
             except Exception:
                 # The records are on disk (the source of truth): the next enqueue repairs the
                 # done-set from them, and a re-delivery finds them and skips.
@@ -70,6 +75,21 @@ class Finisher:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _note_outcomes(self, durable: list[tuple]) -> None:
+        """Before the marks: a round is complete for a stop rule only once its outcomes are noted,
+        and a kill between leaves the done-set to the next enqueue's repair, not the round open."""
+        if self._stop_check is not None:
+            self._stop_check.note([(item[1], item[2], item[6]) for item in durable if item[6] is not None])
+
+    def _check_stop_rules(self) -> None:
+        if self._stop_check is None:
+            return
+        try:
+            self._stop_check.check_due()
+        except Exception:
+            # The records are marked; the next records check again.
+            log.exception("could not check the stop rules; the next records check again")
 
     @staticmethod
     def _made_durable(batch: list[tuple]) -> list[tuple]:

@@ -11,6 +11,7 @@ as their widest cell, and only names fold onto a second line.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -91,8 +92,24 @@ def _anytime_table(report: Report) -> Table | None:
     for pair in anytime["paired"]:
         rows.append([f"a: {pair['a']}\nb: {pair['b']}", f"{pair['rounds']:,}",
                      _at_every_look(pair["overall"], "difference", signed=True)])
-    return fill_table(new_table("in progress: 95% at every look, on completed rounds"),
-                      ["policy, or pair a - b", "rounds", "rate [95% at every look]"], rows)
+    table = fill_table(new_table("in progress: 95% at every look, on completed rounds"),
+                       ["policy, or pair a - b", "rounds", "rate [95% at every look]"], rows)
+    stops = [line for policy, found in anytime["per_policy"].items() if "stopped" in found
+             for line in stop_lines(policy, found["stopped"])]
+    if stops:
+        table.caption, table.caption_justify = "\n".join(stops), "left"
+    return table
+
+
+def stop_lines(policy: str, stop: dict) -> list[str]:
+    """Why a policy's run ended early, in lines of at most 80 columns."""
+    if stop["resumed"]:
+        text = (f"{policy}: stopped by {stop['rule']} after round {stop['after_round']} of {stop['rounds']}, "
+                "then resumed (enqueue --resume-stopped)")
+    else:
+        text = (f"{policy}: stopped by {stop['rule']} after round {stop['after_round']} of {stop['rounds']} "
+                f"({stop['detail']}); {stop['episodes_not_run']:,} episodes not run")
+    return textwrap.wrap(text, 80, subsequent_indent="  ", break_on_hyphens=False)
 
 
 def _at_every_look(found: dict, key: str, signed: bool = False) -> str:

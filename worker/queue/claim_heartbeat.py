@@ -18,13 +18,15 @@ from benchmark.common.process_id import process_id
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 # One round trip (it was three): {-1, notice} while the worker is blocked,
 # {-2} when the episode is in its spec's done-set (done here or on another
-# machine: nothing is claimed or counted), {0, owner} when another delivery
+# machine: nothing is claimed or counted), {-3} when it is in its stopped
+# set (withdrawn by a stop rule or a purge: acknowledged unrun), {0, owner} when another delivery
 # holds the claim, else claim and count the attempt: {attempt, why the
 # previous attempt ended (or false)}.
 CLAIM = """
 local notice = redis.call('get', KEYS[4])
 if notice then return {-1, notice} end
 if redis.call('sismember', KEYS[5], ARGV[4]) == 1 then return {-2} end
+if redis.call('sismember', KEYS[6], ARGV[4]) == 1 then return {-3} end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('get', KEYS[1])}
 end

@@ -40,6 +40,14 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``media_budget``     hash machine -> its media folder's use against RTBENCH_MEDIA_BUDGET (JSON:
                        used, budget, media_dir, time); ``producer status`` warns of a full one
                        (``media_budget.py``)
+- ``stop_rules:<sha>`` hash policy -> the stop rule its slice was enqueued with (JSON: rule,
+                       policies, queue, settings, tasks, set_at; ``stop_rules.py``)
+- ``outcomes:<sha>``   hash id -> '1' success, '0' failure, 'e' error, for the episodes of
+                       policies with a stop rule (the rule is checked on them)
+- ``outcome_counts:<sha>`` hash policy -> episodes in ``outcomes:<sha>``
+- ``stop_checked:<sha>`` hash policy -> the completed rounds its rule was last checked on
+- ``stop_notes:<sha>`` hash policy -> why its slice stopped (JSON: rule, after_round, ...);
+                       the first note wins, ``enqueue --resume-stopped`` deletes it
 - ``expert:<digest>``  an expert check's verdict for one scene (JSON), shared by the fleet
                        (``verdicts.py``, benchmark/run/expert_verdicts.py); the digest is a
                        sha256 of the backend's key (task, env seed, simulator provenance)
@@ -92,6 +100,26 @@ def given_up(spec_sha: str) -> str:
 
 def stopped(spec_sha: str) -> str:
     return f"{PREFIX}stopped:{spec_sha}"
+
+
+def stop_rules(spec_sha: str) -> str:
+    return f"{PREFIX}stop_rules:{spec_sha}"
+
+
+def outcomes(spec_sha: str) -> str:
+    return f"{PREFIX}outcomes:{spec_sha}"
+
+
+def outcome_counts(spec_sha: str) -> str:
+    return f"{PREFIX}outcome_counts:{spec_sha}"
+
+
+def stop_checked(spec_sha: str) -> str:
+    return f"{PREFIX}stop_checked:{spec_sha}"
+
+
+def stop_notes(spec_sha: str) -> str:
+    return f"{PREFIX}stop_notes:{spec_sha}"
 
 
 def finished_on(spec_sha: str) -> str:

@@ -57,6 +57,7 @@ return 1
 """
 _LOST = "worker_lost: its worker died while running it"
 DONE_ALREADY = -2  # what ``claim`` returns for an episode in the done-set
+STOPPED_ALREADY = -3  # ... and for one in the stopped set (its slice was withdrawn)
 
 
 def connect(url: str) -> redis.Redis:
@@ -115,13 +116,14 @@ class QueueState(DeadLetterList):
         """Claim the episode and count one more attempt: (attempt, why the
         previous attempt ended or None); (0, its owner) when another delivery
         holds the claim; (-1, the notice) while ``worker`` is blocked
-        (``worker_block``); (DONE_ALREADY, None) when the episode is in the spec's done-set.
+        (``worker_block``); (DONE_ALREADY, None) when the episode is in the spec's done-set,
+        (STOPPED_ALREADY, None) when in its stopped set.
 
         ``last_error`` is set to worker_lost now and overwritten if this attempt ends in a
         known way: if the worker dies, the next delivery knows why the attempt was lost.
         """
         reply = self._claim(
-            keys=[*_attempt_keys(episode_id), keys.blocked(worker), keys.done(spec_sha)],
+            keys=[*_attempt_keys(episode_id), keys.blocked(worker), keys.done(spec_sha), keys.stopped(spec_sha)],
             args=[owner, int(ttl_s * 1000), _LOST, episode_id])
         detail = reply[1] if len(reply) > 1 and reply[1] else None
         return int(reply[0]), (json.loads(detail) if reply[0] == -1 else detail)
