@@ -44,7 +44,7 @@ from producer.status import (
     time_use_table,
     workers_table,
 )
-from producer.stop_when import clear_stop_rule, set_stop_rule
+from producer.stop_when import clear_stop_rule, forgotten_stops, restore_stops, set_stop_rule
 from producer.verify import plan_verify, send_units
 from reporting.stop_rule import StopRule, StopRuleError, parse_stop_rule
 from worker.queue.fleet_policies import fleet_policies, loadable_policies, unknown_policy_message
@@ -71,11 +71,15 @@ def do_enqueue(obj: Context, spec: Spec, spec_ref: str, policies, *, dry_run: bo
             plan = EnqueuePlan()
             plan.skipped[SKIP_UNCHANGED] = spec.episodes_per_policy * len(policies)
         else:
+            forgotten = forgotten_stops(obj.state, spec, list(policies), settings.results_dir)
             plan = plan_enqueue(spec, list(policies), settings.results_dir, obj.state,
                                 queue=settings.queues[0], requeue_stale_after=requeue_stale_after,
-                                resume_stopped=resume_stopped, reconciler=reconciler)
+                                resume_stopped=resume_stopped, reconciler=reconciler,
+                                stopped_by_notes={i for _, ids in forgotten.values() for i in ids})
             if not dry_run:
                 apply_repairs(plan, spec.sha256, obj.state)
+                if forgotten and not resume_stopped:
+                    restore_stops(obj.state, spec.sha256, forgotten, plan.stopped)
                 # Before anything is sent: the first records are counted for the rule.
                 if stop_rule is not None:
                     set_stop_rule(obj.state, spec, list(policies), stop_rule, settings.queues[0],

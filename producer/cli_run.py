@@ -26,6 +26,8 @@ from producer.embedded import EmbeddedRedis, LocalWorkers
 from producer.enqueue import EnqueuePlan
 from producer.status import blocked_lines
 from producer.stop_signals import StopSignals, exit_status
+from producer.stop_when import stop_lines
+from reporting.stop_rule import StopRuleError, parse_stop_rule
 from worker.queue.fleet_policies import loadable_policies
 from worker.queue.state import QueueState
 
@@ -40,10 +42,14 @@ Examples:
 @click.option("--skip-expert-check", is_flag=True, help="Do not run the scripted expert before each episode.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".rtbench"),
               show_default=True, help="Where the embedded Redis and the worker logs live.")
+@click.option("--stop-when", "stop_when", metavar="RULE",
+              help="Stop when RULE holds after a round (as enqueue --stop-when).")
+@click.option("--resume-stopped", is_flag=True, help="Run the episodes an earlier stop withdrew too.")
 @group_options
 @click.pass_obj
 @user_errors
-def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_expert_check, data_dir) -> None:
+def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_expert_check, data_dir, stop_when,
+        resume_stopped) -> None:
     """Run SPEC on this machine: embedded Redis, N local workers, progress, summary; stops all it started.
 
     Exits 0 when every episode has a record, 1 when some ended in the dead-letter list (shown),
@@ -51,6 +57,10 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
     each after stopping the workers and Redis (a second Ctrl-C kills the workers at once).
     """
     spec = load_filtered(spec_ref, policies, spec_slice)
+    try:
+        stop_rule = parse_stop_rule(stop_when, list(policies)) if stop_when is not None else None
+    except StopRuleError as exc:
+        raise click.UsageError(str(exc)) from None
     known = loadable_policies(PoliciesFile.load(obj.settings.policies_file) if obj.settings.policies_file else None)
     unknown = [name for name in policies if name not in known]
     if unknown:
@@ -74,9 +84,11 @@ def run(obj: Context, spec_ref, policies, spec_slice: SpecSlice, workers, skip_e
             console.print(f"embedded Redis at {redis_server.redacted_url}, {workers} local workers "
                           f"(logs in {data_dir / 'logs'})")
             plan = do_enqueue(obj, spec, spec_ref, policies, dry_run=False, priority=0, requeue_stale_after=None,
-                              console=console)
-            dead = wait_until_done(obj.state, spec, plan, pool, console, started_at)
+                              console=console, stop_rule=stop_rule, resume_stopped=resume_stopped)
+            dead = wait_until_done(obj.state, spec, plan, pool, console, started_at, stops=stop_rule is not None)
             print_dead_letters(dead, console)  # while the embedded Redis still holds them
+            for line in stop_lines(obj.state, spec.sha256, list(policies)) if stop_rule is not None else []:
+                console.print(line, markup=False, highlight=False)
         except KeyboardInterrupt:
             pass  # Ctrl-C, kill or a hang-up (stops.received says which): clean up below
         except OSError:
@@ -117,8 +129,9 @@ def output_to_devnull() -> None:
 
 
 def wait_until_done(state: QueueState, spec: Spec, plan: EnqueuePlan, pool: LocalWorkers, console: Console,
-                    started_at: float) -> list[dict]:
-    """Until every episode sent has ended (a record or a dead letter); returns this run's dead letters."""
+                    started_at: float, stops: bool = False) -> list[dict]:
+    """Until every episode sent has ended (a record, a dead letter or, with ``stops``, withdrawn by
+    a stop rule); returns this run's dead letters."""
     wanted = set(plan.to_send)
     progress = Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[dead]} dead"), TimeRemainingColumn(), console=console)
@@ -130,7 +143,8 @@ def wait_until_done(state: QueueState, spec: Spec, plan: EnqueuePlan, pool: Loca
             dead = [entry for entry in state.dead_letters()
                     if entry.get("episode_id") in wanted and entry.get("time", 0) >= started_at]
             progress.update(bar, completed=finished, dead=len(dead))
-            if finished + len({entry["episode_id"] for entry in dead}) >= len(wanted):
+            withdrawn = len(wanted & state.stopped(spec.sha256)) if stops else 0
+            if finished + len({entry["episode_id"] for entry in dead}) + withdrawn >= len(wanted):
                 return dead
             for line in blocked_lines(state.blocked_workers()):
                 if line not in shown_blocks:

@@ -101,6 +101,7 @@ class EnqueuePlan:
     counter_drift: list[str] = field(default_factory=list)  # status counters that differ from the sets
     damaged: list[str] = field(default_factory=list)  # records that cannot be read: sent again
     reconciled: list[str] = field(default_factory=list)  # done, but the record is lost: sent again
+    stopped: list[str] = field(default_factory=list)  # not sent: withdrawn (a stop rule, a purge)
     # Episodes to send that ran before (a stale message, a record that is not done): their attempts
     # start from zero. Episodes never enqueued have none to reset (1,000,000 deletes saved).
     sent_before: list[str] = field(default_factory=list)
@@ -184,6 +185,7 @@ class _Planner:
             return False
         elif episode_id in self.stopped:
             plan.skipped[SKIP_STOPPED] += 1
+            plan.stopped.append(episode_id)
             return False
         if episode_id in enqueued or read is not None:  # a stale message, or a record that is not done
             plan.sent_before.append(episode_id)
@@ -203,9 +205,10 @@ class _Planner:
 
 def plan_enqueue(spec: Spec, policies: list[str], results_dir: Path, state: QueueState, *,
                  queue: str, requeue_stale_after: float | None = None, resume_stopped: bool = False,
-                 reconciler: Reconciler | None = None) -> EnqueuePlan:
+                 reconciler: Reconciler | None = None, stopped_by_notes: set[str] | None = None) -> EnqueuePlan:
     """``resume_stopped``: send withdrawn episodes too; ``reconciler``: send done episodes whose
-    record is lost (``producer/reconcile.py``)."""
+    record is lost (``producer/reconcile.py``); ``stopped_by_notes``: episodes that stop notes
+    beside the records say were withdrawn, which this Redis forgot (``stop_when.py``)."""
     plan = EnqueuePlan()
     done = state.done(spec.sha256)
     enqueued = state.enqueued(spec.sha256)
@@ -225,7 +228,7 @@ def plan_enqueue(spec: Spec, policies: list[str], results_dir: Path, state: Queu
         wanted = {key.id for key in iter_episodes(spec, policies)}
         lost = reconciler.lost(spec.sha256, [i for i in missing if i in wanted])
     planner = _Planner(plan, results_dir, spec.sha256, done, enqueued, on_disk, running, queued,
-                       requeue_stale_after, set() if resume_stopped else stopped, lost)
+                       requeue_stale_after, set() if resume_stopped else stopped | (stopped_by_notes or set()), lost)
     # Only episodes something is known about need a decision; the others (all of them, the
     # first time) go out as they come.
     known = done | enqueued.keys() | on_disk.keys() | running | planner.stopped

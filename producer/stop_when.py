@@ -7,6 +7,9 @@ resumed under a new rule counts its finished rounds); a record only another mach
 keeps its round open until that machine's worker notes it... which it never does: so run
 ``--stop-when`` where the records are (after a pull), or the rule waits for those rounds.
 ``--resume-stopped`` without a rule clears the old one: the withdrawn episodes run to the end.
+
+A stop is also a note beside the records (``benchmark/records/stop_notes.py``): a Redis that
+lost it learns it again from there at the next enqueue (``forgotten_stops``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmark.records.results import OK, counts_as_done, read_record
-from benchmark.records.stop_notes import outcome_code
+from benchmark.records.stop_notes import outcome_code, read_stop_note
 from benchmark.spec.spec_file import Spec
 from reporting.stop_rule import StopRule
 from worker.queue.state import QueueState
@@ -80,3 +83,36 @@ def stop_lines(state: QueueState, spec_sha: str, policies: list[str]) -> list[st
             continue
         lines += textwrap.wrap(text, 80, subsequent_indent="  ", break_on_hyphens=False)
     return lines
+
+
+def forgotten_stops(state: QueueState, spec: Spec, policies: list[str],
+                    results_dir: Path) -> dict[str, tuple[dict, list[str]]]:
+    """Stops that notes beside the records tell of and this Redis does not know (a new Redis,
+    one that lost its data, the embedded one of another ``producer run``): policy -> (note,
+    the episodes of its slice in this spec slice). The records are the truth: without this, a
+    plain enqueue would send a stopped slice again."""
+    known = StopRules(state.r).known_stops(spec.sha256)
+    wanted = {s.id for s in spec.settings}, set(spec.tasks)
+    found = {}
+    for policy in policies:
+        if policy in known or (note := read_stop_note(results_dir, policy, spec.sha256)) is None:
+            continue
+        try:
+            rounds = min(int(note["rounds"]), spec.repeats)
+            ids = [f"{policy}/{setting}/{task}/episode_{repeat}" for repeat in range(rounds)
+                   for setting in note["settings"] if setting in wanted[0]
+                   for task in note["tasks"] if task in wanted[1]]
+        except (KeyError, TypeError, ValueError):
+            continue  # a note of another shape says nothing this enqueue can use
+        found[policy] = (note, ids)
+    return found
+
+
+def restore_stops(state: QueueState, spec_sha: str, forgotten: dict[str, tuple[dict, list[str]]],
+                  skipped: list[str]) -> None:
+    """Tell Redis again what the notes said: their notes, and the episodes the plan skipped as
+    stopped (never one enqueued, done or running: the plan sent or skipped those for that)."""
+    rules, skipped_set = StopRules(state.r), set(skipped)
+    for policy, (note, ids) in forgotten.items():
+        rules.note_stop(spec_sha, [policy], note)
+        state.counters.withdraw(spec_sha, [i for i in ids if i in skipped_set])

@@ -78,10 +78,13 @@ class StopCheck:
                 "rounds": rule["repeats"], "detail": verdict.detail, "spec_sha256": spec_sha,
                 "settings": rule["settings"], "tasks": rule["tasks"], "machine": self.machine,
                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        # In this order, each step done again by the next check: the notes before the withdrawal,
+        # whose in-flight records are the only ones left to trigger that check.
         kept = self.rules.note_stop(spec_sha, governed, note)
-        withdrawn = self.rules.withdraw(spec_sha, rule["queue"], [i for p in governed for i in _slice_ids(p, rule)])
         for p in governed:
             write_stop_note(self.results_dir, p, kept)
+        withdrawn = self.rules.withdraw(spec_sha, rule["queue"], [i for p in governed for i in _slice_ids(p, rule)])
+        for p in governed:
             self.rules.raise_checked(spec_sha, p, WITHDRAWN_FOR_GOOD)
         log.warning("stop rule %s holds for %s after round %d of %d (%s): %d episodes withdrawn "
                     "(enqueue --resume-stopped sends them)", stop_rule.text, ", ".join(governed),

@@ -5,11 +5,13 @@ and the report say why, and ``--resume-stopped`` sends the rest."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from benchmark.records.stop_notes import note_name
 from benchmark.spec.spec_file import load_spec
 from reporting.cli import make_report
-from tests.integration.queue_support import queue_is_drained, records, wait_for
+from tests.integration.queue_support import embedded_run_env, queue_is_drained, records, wait_for
 
 A, B = "expert_replay", "hold"  # solves nearly every kinematic episode; never solves one
 SLICE = ["--tasks", "adjust_bottle,click_bell", "--settings", "bias_lm_always_on,scale_lm_always_on",
@@ -89,3 +91,25 @@ def _slice():
 
     return SpecSlice(settings=("bias_lm_always_on", "scale_lm_always_on"), tasks=("adjust_bottle", "click_bell"),
                      max_repeat=20)
+
+
+def test_producer_run_stops_with_the_rule_and_says_so(tmp_path, plugin_path):
+    """The embedded default: ``producer run --stop-when`` ends once the rule stopped the slice,
+    says why, and running it again sends nothing until --resume-stopped."""
+    env = embedded_run_env(tmp_path, plugin_path)
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "producer", "run", "lm20", "--policy", A, "--policy", B, *SLICE,
+                               "--workers", "2", *extra], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    first = run("--stop-when", f"decided:{A},{B}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    said = " ".join(first.stderr.split())
+    assert f"{A}: stopped by decided:{A},{B} after round" in said
+    ran = len(records(tmp_path / "results"))
+    assert 0 < ran < 2 * PER_POLICY
+    again = run()
+    assert again.returncode == 0 and "enqueued 0" in again.stderr and len(records(tmp_path / "results")) == ran
+    resumed = run("--resume-stopped")
+    assert resumed.returncode == 0 and len(records(tmp_path / "results")) == 2 * PER_POLICY

@@ -1,6 +1,7 @@
 """What a `decided` stop rule saves (issue 27): two policies on the lm20 slice (20 settings x
-50 tasks, 20 rounds), the rule checked after every round: stop when the paired confidence
-sequence of the overall difference excludes 0 (reporting.anytime).
+50 tasks, 20 rounds), the rule checked after every round as workers check it: `decided:b,a`,
+stop when the paired confidence sequence of the overall difference excludes 0
+(reporting.stop_rule.evaluate, on the records' counts).
 
 Per slot (setting, task), policy a's success probability is logit-normal around 0.6 (task
 spread sd 1.2 as in docs/statistics.md, plus a setting effect of sd 0.5); b's is a's shifted
@@ -19,11 +20,13 @@ import math
 
 import numpy as np
 
-from reporting.anytime import confidence_sequence
+from reporting.stop_rule import evaluate, parse_stop_rule
 
 SETTINGS, TASKS, ROUNDS = 20, 50, 20
 RATE, TASK_SPREAD, SETTING_SPREAD = 0.6, 1.2, 0.5
 DIFFERENCES = (0.0, 0.05, 0.10, 0.20)
+RULE = parse_stop_rule("decided:b,a", ["a", "b"])
+SETTING_IDS = [f"setting_{i}" for i in range(SETTINGS)]
 
 
 def shifted(logits: np.ndarray, difference: float) -> np.ndarray:
@@ -46,11 +49,16 @@ def one_run(rng: np.random.Generator, difference: float) -> tuple[int, int]:
               + SETTING_SPREAD * rng.standard_normal(SETTINGS)[:, None]).ravel()
     a = 1 / (1 + np.exp(-logits))
     b = shifted(logits, difference) if difference else a
-    outcomes = (rng.random((ROUNDS, a.size)) < b).astype(np.float64) - (rng.random((ROUNDS, a.size)) < a)
+    solved = {"b": rng.random((ROUNDS, a.size)) < b, "a": rng.random((ROUNDS, a.size)) < a}
+    # settings x tasks x repeats, as the records' counts are
+    solved = {p: s.reshape(ROUNDS, SETTINGS, TASKS).transpose(1, 2, 0) for p, s in solved.items()}
     for looked in range(1, ROUNDS + 1):
-        low, high = confidence_sequence(outcomes[:looked], low=-1.0, high=1.0)
-        if low > 0 or high < 0:
-            return looked, 1 if low > 0 else -1
+        completed = np.zeros((SETTINGS, TASKS, ROUNDS), bool)
+        completed[..., :looked] = True
+        verdict = evaluate(RULE, {p: (completed, completed, s & completed) for p, s in solved.items()},
+                           SETTING_IDS)["b"]
+        if verdict.holds:  # the sequence excludes 0: the estimate inside it has the decision's sign
+            return looked, 1 if (solved["b"] & completed).sum() > (solved["a"] & completed).sum() else -1
     return ROUNDS, 0
 
 

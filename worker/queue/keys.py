@@ -48,6 +48,9 @@ rtbench's keys (``rtbench:`` prefix; ``<sha>`` is a spec's sha256, ``<id>`` an e
 - ``stop_checked:<sha>`` hash policy -> the completed rounds its rule was last checked on
 - ``stop_notes:<sha>`` hash policy -> why its slice stopped (JSON: rule, after_round, ...);
                        the first note wins, ``enqueue --resume-stopped`` deletes it
+- ``stop_cleared:<sha>`` hash policy -> when its rule was set or cleared by an enqueue: Redis
+                       knows that slice's stops (a note beside the records without either is
+                       a stop this Redis forgot: ``enqueue`` restores it)
 - ``expert:<digest>``  an expert check's verdict for one scene (JSON), shared by the fleet
                        (``verdicts.py``, benchmark/run/expert_verdicts.py); the digest is a
                        sha256 of the backend's key (task, env seed, simulator provenance)
@@ -120,6 +123,10 @@ def stop_checked(spec_sha: str) -> str:
 
 def stop_notes(spec_sha: str) -> str:
     return f"{PREFIX}stop_notes:{spec_sha}"
+
+
+def stop_cleared(spec_sha: str) -> str:
+    return f"{PREFIX}stop_cleared:{spec_sha}"
 
 
 def finished_on(spec_sha: str) -> str:

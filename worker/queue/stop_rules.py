@@ -14,6 +14,7 @@ leaves the next check to finish it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,6 +86,7 @@ class StopRules:
             pipe.hset(keys.stop_rules(spec_sha), mapping={p: json.dumps(rule) for p in policies})
             pipe.hdel(keys.stop_notes(spec_sha), *policies)
             pipe.hdel(keys.stop_checked(spec_sha), *policies)
+            pipe.hset(keys.stop_cleared(spec_sha), mapping={p: repr(time.time()) for p in policies})
             pipe.execute()
 
     def clear_rule(self, spec_sha: str, policies: Iterable[str]) -> None:
@@ -93,7 +95,16 @@ class StopRules:
         with self.r.pipeline() as pipe:
             for name in (keys.stop_rules(spec_sha), keys.stop_notes(spec_sha), keys.stop_checked(spec_sha)):
                 pipe.hdel(name, *policies)
+            pipe.hset(keys.stop_cleared(spec_sha), mapping={p: repr(time.time()) for p in policies})
             pipe.execute()
+
+    def known_stops(self, spec_sha: str) -> set[str]:
+        """Policies whose stops this Redis knows: a note, or a rule set or cleared since."""
+        with self.r.pipeline() as pipe:
+            pipe.hkeys(keys.stop_notes(spec_sha))
+            pipe.hkeys(keys.stop_cleared(spec_sha))
+            notes, cleared = pipe.execute()
+        return {*notes, *cleared}
 
     def rules(self, spec_sha: str) -> dict[str, dict[str, Any]]:
         return {p: json.loads(v) for p, v in self.r.hgetall(keys.stop_rules(spec_sha)).items()}
@@ -139,18 +150,21 @@ class StopRules:
         return {p: json.loads(v) for p, v in self.r.hgetall(keys.stop_notes(spec_sha)).items()}
 
     def withdraw(self, spec_sha: str, queue: str, episode_ids: list[str]) -> int:
-        """Stop the episodes of ``episode_ids`` that are enqueued, not done and not claimed, then
-        delete their waiting messages. Returns how many were stopped."""
+        """Stop the episodes of ``episode_ids`` that are enqueued (or stopped), not done and not
+        claimed, then delete their waiting messages. Returns how many are stopped."""
         ids: list[str] = []
         for start in range(0, len(episode_ids), 10_000):
             chunk = episode_ids[start:start + 10_000]
             with self.r.pipeline(transaction=False) as pipe:
                 pipe.hmget(keys.enqueued(spec_sha), chunk)
+                pipe.smismember(keys.stopped(spec_sha), chunk)
                 pipe.smismember(keys.done(spec_sha), chunk)
                 for episode_id in chunk:
                     pipe.exists(keys.claim(episode_id))
-                sent, done, *claimed = pipe.execute()
-            ids += [i for i, s, d, c in zip(chunk, sent, done, claimed, strict=True) if s and not d and not c]
+                sent, stopped, done, *claimed = pipe.execute()
+            # Stopped already: an earlier withdrawal killed before it deleted the messages.
+            ids += [i for i, s, st, d, c in zip(chunk, sent, stopped, done, claimed, strict=True)
+                    if (s or st) and not d and not c]
         # Stopped first: a message delivered from now on is acknowledged unrun at its claim.
         self.counters.withdraw(spec_sha, ids)
         make_task_id = task_id_maker(spec_sha)
