@@ -79,8 +79,15 @@ class Finisher:
     def _note_outcomes(self, durable: list[tuple]) -> None:
         """Before the marks: a round is complete for a stop rule only once its outcomes are noted,
         and a kill between leaves the done-set to the next enqueue's repair, not the round open."""
-        if self._stop_check is not None:
+        if self._stop_check is None:
+            return
+        try:
             self._stop_check.note([(item[1], item[2], item[6]) for item in durable if item[6] is not None])
+        except Exception:
+            # The marks still go ahead; a round missing an outcome stays open for its rule, which
+            # then waits (it never stops on fewer rounds than it has).
+            log.exception("could not note the outcomes of %s for stop rules",
+                          ", ".join(item[2] for item in durable))
 
     def _check_stop_rules(self) -> None:
         if self._stop_check is None:

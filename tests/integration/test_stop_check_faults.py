@@ -133,3 +133,40 @@ def test_resume_stopped_sends_what_the_stop_withdrew(broker, tmp_path):
     resumed = plan_enqueue(spec, [A, B], tmp_path / "results", state, queue="episodes", resume_stopped=True)
     assert sorted(resumed.to_send) == sorted(set(every) - set(finished) - {running})
     assert resumed.to_send[:2] == [ids_of(A, ROUNDS_RUN, spec)[1], ids_of(A, ROUNDS_RUN, spec)[2]]  # in rounds
+
+
+def test_outcomes_that_cannot_be_noted_leave_the_marks_and_the_rule_waits(broker, tmp_path, monkeypatch, caplog):
+    """The finisher marks records finished even when noting their outcomes fails; the round
+    without its outcome stays open, so the rule never stops on a round it has not seen."""
+    import redis
+
+    from benchmark.records.results import write_record
+    from tests.integration.test_sync import record
+    from worker.finisher import Finisher
+
+    spec, state = slice_spec(), QueueState(broker)
+    set_stop_rule(state, spec, [A, B], parse_stop_rule(f"decided:{A},{B}", [A, B]), "episodes", tmp_path / "r")
+    check = StopCheck(StopRules(broker), tmp_path / "r", "m1")
+    real_note = check.note
+    failing = {ids_of(A, 0, spec)[0]}
+
+    def note(outcomes):
+        if any(episode in failing for _, episode, _ in outcomes):
+            raise redis.ConnectionError("Connection reset by peer")
+        real_note(outcomes)
+
+    monkeypatch.setattr(check, "note", note)
+    finisher = Finisher(state, check)
+    for repeat in range(ROUNDS_RUN):
+        for policy in (A, B):
+            for episode in ids_of(policy, repeat, spec):
+                _, setting, task, _ = episode.split("/")
+                path = write_record(tmp_path / "r", record(policy, setting, task, repeat, "m1",
+                                                            success=policy == A))
+                finisher.submit(path, spec.sha256, episode, None, done=True, outcome="1" if policy == A else "0")
+                finisher.flush()
+    assert broker.scard(f"rtbench:done:{spec.sha256}") == 2 * ROUNDS_RUN * 4  # every record marked
+    assert "could not note the outcomes" in caplog.text
+    assert broker.hlen(f"rtbench:outcomes:{spec.sha256}") == 2 * ROUNDS_RUN * 4 - 1
+    assert not broker.hlen(f"rtbench:stop_notes:{spec.sha256}")  # round 0 lacks an outcome: no round
+    assert StopRules(broker).checked(spec.sha256, A) == 0

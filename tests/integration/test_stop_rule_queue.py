@@ -4,13 +4,17 @@ and the report say why, and ``--resume-stopped`` sends the rest."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
+from rich.console import Console
+
 from benchmark.records.stop_notes import note_name
 from benchmark.spec.spec_file import load_spec
 from reporting.cli import make_report
+from reporting.render.terminal import print_report
 from tests.integration.queue_support import embedded_run_env, queue_is_drained, records, wait_for
 
 A, B = "expert_replay", "hold"  # solves nearly every kinematic episode; never solves one
@@ -55,6 +59,12 @@ def test_a_decided_slice_stops_and_a_plain_enqueue_sends_nothing(producer, worke
     stop = report["anytime"]["per_policy"][B]["stopped"]
     assert stop["rule"] == note["rule"] and stop["after_round"] == note["after_round"] and not stop["resumed"]
     assert stop["episodes_not_run"] == PER_POLICY - sum(1 for r in ran.values() if r["policy"] == B)
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=80), top_k=2)
+    printed = " ".join(out.getvalue().split())
+    assert f"{B}: stopped by decided:{A},{B} after round {note['after_round']} of 20" in printed
+    assert f"{stop['episodes_not_run']:,} episodes not run" in printed
+    assert all(len(line) <= 80 for line in out.getvalue().splitlines())
 
     resumed = producer("enqueue", "lm20", "--policy", A, "--policy", B, *SLICE, "--resume-stopped")
     assert f"enqueued {stopped}" in resumed.stdout

@@ -339,3 +339,23 @@ def test_a_cycle_run_by_hand_waits_for_a_fresh_lock_to_grow_stale(tmp_path, remo
     started = time.monotonic()
     assert run_cycle(a, wait_s=30).pushed  # as `worker sync --once` runs it
     assert time.monotonic() - started >= 1.0 and not (a.git_dir / "index.lock").exists()
+
+
+def test_a_stop_note_travels_with_the_records_and_two_copies_agree(tmp_path, remote):
+    """The note a stop rule leaves (benchmark/records/stop_notes.py) is pushed like a record;
+    two machines that wrote it (the same bytes, from Redis) settle without a conflict."""
+    from benchmark.records.stop_notes import note_name, read_stop_note, write_stop_note
+
+    a, b = machine(tmp_path, remote, "alpha"), machine(tmp_path, remote, "beta")
+    note = {"rule": "decided:P,Q", "policies": ["P", "Q"], "after_round": 3, "rounds": 20, "detail": "x",
+            "spec_sha256": "0" * 64, "settings": ["bias_lm_always_on"], "tasks": ["click_bell"], "machine": "alpha",
+            "at": "2026-12-06T10:00:00+00:00"}
+    write_record(a.results_dir, record("P", "bias_lm_always_on", "click_bell", 0, "alpha"))
+    write_stop_note(a.results_dir, "P", note)
+    write_stop_note(b.results_dir, "P", note)
+    assert run_cycle(a).pushed
+    assert f"results/P/{note_name('0' * 64)}" in remote_records(remote)
+    second = run_cycle(b)
+    assert not second.conflicts and not second.rejected
+    assert read_stop_note(b.results_dir, "P", "0" * 64) == note
+    assert (b.results_dir / "P" / "bias_lm_always_on" / "click_bell" / "episode_0.json").exists()
