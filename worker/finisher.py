@@ -43,7 +43,7 @@ class Finisher:
     def submit(self, path: Path, spec_sha: str, episode_id: str, owner: str, *, done: bool,
                time_use: tuple | None = None, outcome: str | None = None) -> None:
         """``time_use``: (machine, the record's ``time_use.SUMS``), None for a record without phases;
-        ``outcome``: what stop rules count (``stop_check.outcome_code``), None for nothing."""
+        ``outcome``: what stop rules count (``stop_notes.outcome_code``), None for nothing."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="rtbench-finisher", daemon=True)
             self._thread.start()
@@ -64,9 +64,8 @@ class Finisher:
                     break
             try:
                 if durable := self._made_durable(batch):
-                    self._note_outcomes(durable)
-                    self._state.mark_finished([item[1:6] for item in durable])
-                    self._check_stop_rules()
+                    noted = self._state.mark_finished([item[1:] for item in durable])
+                    self._check_stop_rules(noted)
             except Exception:
                 # The records are on disk (the source of truth): the next enqueue repairs the
                 # done-set from them, and a re-delivery finds them and skips.
@@ -76,24 +75,13 @@ class Finisher:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _note_outcomes(self, durable: list[tuple]) -> None:
-        """Before the marks: a round is complete for a stop rule only once its outcomes are noted,
-        and a kill between leaves the done-set to the next enqueue's repair, not the round open."""
+    def _check_stop_rules(self, noted: dict[str, dict[str, int]]) -> None:
+        """After the marks (which noted the outcomes of policies with a stop rule, in the same
+        script: a kill cannot keep one and lose the other)."""
         if self._stop_check is None:
             return
         try:
-            self._stop_check.note([(item[1], item[2], item[6]) for item in durable if item[6] is not None])
-        except Exception:
-            # The marks still go ahead; a round missing an outcome stays open for its rule, which
-            # then waits (it never stops on fewer rounds than it has).
-            log.exception("could not note the outcomes of %s for stop rules",
-                          ", ".join(item[2] for item in durable))
-
-    def _check_stop_rules(self) -> None:
-        if self._stop_check is None:
-            return
-        try:
-            self._stop_check.check_due()
+            self._stop_check.check_due(noted)
         except Exception:
             # The records are marked; the next records check again.
             log.exception("could not check the stop rules; the next records check again")

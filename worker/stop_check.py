@@ -1,7 +1,7 @@
 """Checking stop rules after each round, on the worker that wrote the round's last records.
 
-The finisher hands over the outcomes of the records it made durable (``note``) and, once they
-are marked finished, asks for the checks that are due (``check_due``). A policy's rule is due
+The finisher marks records finished (the same script notes their outcomes for policies with a
+rule) and hands over how many outcomes each such policy has (``check_due``). A policy's rule is due
 when enough of its outcomes are in Redis to fill a round beyond the rounds last checked (the
 count is fleet-wide), and at most every ``MIN_INTERVAL_S`` per process: a round whose last
 episode is still out is checked again on the next records. Checking at every round is sound:
@@ -38,18 +38,13 @@ class StopCheck:
         self._noted: dict[tuple[str, str], int] = {}  # (spec, policy) -> outcomes in Redis
         self._last: dict[tuple[str, str], float] = {}  # (spec, policy) -> when this process checked
 
-    def note(self, outcomes: list[tuple[str, str, str]]) -> None:
-        """(spec sha, episode id, outcome) of durable records: noted for policies with a rule."""
-        by_spec: dict[str, list[tuple[str, str]]] = {}
-        for spec_sha, episode_id, outcome in outcomes:
-            by_spec.setdefault(spec_sha, []).append((episode_id, outcome))
-        for spec_sha, items in by_spec.items():
-            for policy, count in self.rules.note_outcomes(spec_sha, items).items():
-                self._noted[spec_sha, policy] = count
-
-    def check_due(self) -> None:
-        """Check every rule a round may have completed for since it was last checked."""
+    def check_due(self, noted: dict[str, dict[str, int]]) -> None:
+        """Check every rule a round may have completed for since it was last checked (``noted``:
+        spec -> policy with a rule -> its outcomes in Redis, from ``QueueState.mark_finished``)."""
         due, self._noted = self._noted, {}
+        for spec_sha, counts in noted.items():
+            for policy, count in counts.items():
+                due[spec_sha, policy] = count
         for (spec_sha, policy), count in due.items():
             key = (spec_sha, policy)
             if time.monotonic() - self._last.get(key, -MIN_INTERVAL_S) < MIN_INTERVAL_S:

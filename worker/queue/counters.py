@@ -85,11 +85,14 @@ _REMOVE_DONE = _membership_script(1, "redis.call('srem', KEYS[2], id)", "done", 
 # Records written (``QueueState.mark_finished``) in one round trip: per episode, a
 # done one joins the done-set, one that is not (an infrastructure error) leaves both
 # sets; then its finish time, its attempt keys cleared, its claim released if still
-# ``owner``'s, the machine that wrote it noted (``enqueue --reconcile``), and its time
-# use added (``time_sums.py``). KEYS: the five above, finished zset, time-use hash,
-# finished-on hash, then claim, attempts and last-error keys per episode. ARGV: now,
-# then per episode id, done (1 or 0), owner ('' for none), machine, the time-use
-# field prefix, n, and n (sum name, value) pairs.
+# ``owner``'s, the machine that wrote it noted (``enqueue --reconcile``), its time
+# use added (``time_sums.py``) and, for a policy with a stop rule, its outcome noted
+# (``stop_rules.py``: in this script, so that no kill can mark an episode and lose its
+# outcome). KEYS: the five above, finished zset, time-use hash, finished-on hash, stop
+# rules hash, outcomes hash, outcome counts hash, then claim, attempts and last-error
+# keys per episode. ARGV: now, then per episode id, done (1 or 0), owner ('' for none),
+# machine, the time-use field prefix, n, the outcome ('' for none), and n (sum name,
+# value) pairs. Returns {policy, its noted outcomes, ...} of policies with a rule.
 _ADDED = _membership_step("redis.call('sadd', KEYS[2], id)", "done", 1,
                           _IN_ENQUEUED) + _SETTLE
 _DROPPED = (_membership_step("redis.call('srem', KEYS[2], id)", "done", -1,
@@ -100,7 +103,7 @@ _DROPPED = (_membership_step("redis.call('srem', KEYS[2], id)", "done", -1,
     if redis.call('sadd', KEYS[4], id) == 1 then add('given_up', id, 1) end
     if redis.call('srem', KEYS[5], id) == 1 then add('stopped', id, -1) end""")
 FINISH = _PREAMBLE + f"""
-local k, a = 9, 2
+local k, a, ruled = 12, 2, {{}}
 while a <= #ARGV do
   local id, owner, prefix, n = ARGV[a], ARGV[a + 2], ARGV[a + 4], tonumber(ARGV[a + 5])
   if ARGV[a + 1] == '1' then{_ADDED}
@@ -112,12 +115,25 @@ while a <= #ARGV do
   if owner ~= '' and redis.call('get', KEYS[k]) == owner then
     redis.call('del', KEYS[k])
   end
-  for j = a + 6, a + 4 + 2 * n, 2 do
+  if ARGV[a + 6] ~= '' then
+    local policy = string.match(id, '^[^/]+')
+    if redis.call('hexists', KEYS[9], policy) == 1 then
+      if redis.call('hset', KEYS[10], id, ARGV[a + 6]) == 1 then redis.call('hincrby', KEYS[11], policy, 1) end
+      ruled[policy] = true
+    end
+  end
+  for j = a + 7, a + 5 + 2 * n, 2 do
     redis.call('hincrbyfloat', KEYS[7], prefix .. ARGV[j], ARGV[j + 1])
   end
-  k, a = k + 3, a + 6 + 2 * n
+  k, a = k + 3, a + 7 + 2 * n
 end
 flush()
+local reply = {{}}
+for policy in pairs(ruled) do
+  table.insert(reply, policy)
+  table.insert(reply, redis.call('hget', KEYS[11], policy) or '0')
+end
+return reply
 """
 _REBUILD = _PREAMBLE + """
 redis.call('del', KEYS[3])

@@ -177,28 +177,35 @@ class QueueState(DeadLetterList):
         """Record the episode as finished (and release our claim) in one round trip."""
         self.mark_finished([(spec_sha, episode_id, owner, True, None)])
 
-    def mark_finished(self, finished: list[tuple[str, str, str | None, bool, tuple | None]]) -> None:
-        """Records were written, each (spec sha, episode id, our claim or None, done, time use):
-        a done one joins the done-set; an infrastructure-error record (not done: the retries ran
-        out) leaves the episode free to be enqueued again; time use, (machine, the record's
-        ``SUMS``), goes to status's duty cycle; the machine (from the time use, else the claim's
-        owner, ``<worker>@<machine>:<pid>:<task>``) is noted for ``enqueue --reconcile``. One
-        round trip: a script run per spec (EVALSHA; redis-py loads it again after a Redis restart)."""
+    def mark_finished(self, finished: list[tuple]) -> dict[str, dict[str, int]]:
+        """Records were written, each (spec sha, episode id, our claim or None, done, time use[,
+        outcome]): a done one joins the done-set; an infrastructure-error record (not done: the
+        retries ran out) leaves the episode free to be enqueued again; time use, (machine, the
+        record's ``SUMS``), goes to status's duty cycle; the machine (from the time use, else the
+        claim's owner, ``<worker>@<machine>:<pid>:<task>``) is noted for ``enqueue --reconcile``;
+        the outcome ('1', '0', 'e' or None) is noted for a policy with a stop rule. One round
+        trip: a script run per spec (EVALSHA; redis-py loads it again after a Redis restart).
+        Returns, per spec, the policies with a stop rule -> their noted outcomes."""
         by_spec: dict[str, tuple[list[str], list[str | float | int]]] = {}
         now = time.time()
-        for spec_sha, episode_id, owner, done, time_use in finished:
+        for spec_sha, episode_id, owner, done, time_use, *rest in finished:
             if spec_sha not in by_spec:
                 names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha), keys.time_use(spec_sha),
-                         keys.finished_on(spec_sha)]
+                         keys.finished_on(spec_sha), keys.stop_rules(spec_sha), keys.outcomes(spec_sha),
+                         keys.outcome_counts(spec_sha)]
                 by_spec[spec_sha] = names, [now]
             names, values = by_spec[spec_sha]
             names += _attempt_keys(episode_id)
             machine = time_use[0] if time_use is not None else owner_machine(owner)
             values += (episode_id, int(done), owner or "", machine)
-            values += (time_sums.finish_args(episode_id.split("/", 1)[0], *time_use) if time_use is not None
-                       else ("", 0))
-        for names, values in by_spec.values():
-            self._finish(keys=names, args=values)
+            prefix, n, *pairs = (time_sums.finish_args(episode_id.split("/", 1)[0], *time_use)
+                                 if time_use is not None else ("", 0))
+            values += (prefix, n, (rest[0] if rest else None) or "", *pairs)
+        noted = {}
+        for spec_sha, (names, values) in by_spec.items():
+            reply = self._finish(keys=names, args=values)
+            noted[spec_sha] = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        return noted
 
     def repair_done(self, spec_sha: str, done: Iterable[str], not_done: Iterable[str]) -> None:
         """Make the done-set agree with the records: add episodes whose record is done (a mark

@@ -1,9 +1,10 @@
 """Stop rules in Redis: the rule each slice was enqueued with, the outcomes it is checked on,
 the note of a stop, and the withdrawal of a stopped slice's messages (docs/statistics.md).
 
-``producer enqueue --stop-when`` sets a rule before it sends anything; a worker's finisher
-notes each record's outcome for policies with a rule (``note_outcomes``, one script: a rule
-set meanwhile is seen at once) and checks the rule (``worker/stop_check.py``). When it holds,
+``producer enqueue --stop-when`` sets a rule before it sends anything, noting the outcomes of
+the records it has (``note_outcomes``); a worker's finisher notes each record's outcome for
+policies with a rule in the script that marks it finished (``counters.FINISH``: a rule set
+meanwhile is seen at once) and checks the rule (``worker/stop_check.py``). When it holds,
 ``note_stop`` keeps the first note and ``withdraw`` moves the slice's episodes that nobody runs
 from enqueued to stopped (``counters.withdraw``), then deletes their waiting messages: a
 message still delivered (prefetched, deferred) finds its episode stopped at its claim and is
@@ -28,7 +29,8 @@ from worker.queue.publish import queued_task_id
 WITHDRAWN_FOR_GOOD = 1 << 30  # ``checked`` once a stop's withdrawal finished: nothing to check
 
 # KEYS: rules hash, outcomes hash, outcome counts; ARGV: (id, code) pairs. An episode of a policy
-# with a rule gets its outcome; returns {policy, episodes with an outcome, ...} of those policies.
+# with a rule gets its outcome (as FINISH does for the records workers write); returns {policy,
+# episodes with an outcome, ...} of those policies.
 _NOTE_OUTCOMES = """
 local seen = {}
 for i = 1, #ARGV, 2 do
