@@ -1,4 +1,4 @@
-"""What a `decided` stop rule saves (issue 27): two policies on the lm20 slice (20 settings x
+"""What a `decided` stop rule saves (issue 27): two policies on the lm20 slice (10 settings x
 50 tasks, 20 rounds), the rule checked after every round as workers check it: `decided:b,a`,
 stop when the paired confidence sequence of the overall difference excludes 0
 (reporting.stop_rule.evaluate, on the records' counts).
@@ -22,7 +22,7 @@ import numpy as np
 
 from reporting.stop_rule import evaluate, parse_stop_rule
 
-SETTINGS, TASKS, ROUNDS = 20, 50, 20
+SETTINGS, TASKS, ROUNDS = 10, 50, 20  # lm20: its 10 lm settings
 RATE, TASK_SPREAD, SETTING_SPREAD = 0.6, 1.2, 0.5
 DIFFERENCES = (0.0, 0.05, 0.10, 0.20)
 RULE = parse_stop_rule("decided:b,a", ["a", "b"])
