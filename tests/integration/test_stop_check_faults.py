@@ -45,7 +45,7 @@ def prepare(broker, tmp_path):
     state.publish_ids("lm20", spec.sha256, every, queue="episodes")
     finished = [i for r in range(ROUNDS_RUN) for p in (A, B) for i in ids_of(p, r, spec)]
     StopRules(broker).note_outcomes(spec.sha256, [(i, "1" if i.startswith(A) else "0") for i in finished])
-    state.mark_finished([(spec.sha256, i, None, True, None) for i in finished])
+    state.mark_finished([(spec.sha256, i, None, True, None, None) for i in finished])
     for raw in broker.lrange("episodes", 0, -1):  # their messages went: taken and acknowledged
         if queued_task_id(raw) in {state_task_id(spec, i) for i in finished}:
             broker.lrem("episodes", 1, raw)

@@ -82,6 +82,31 @@ _WITHDRAW = _membership_script(1, "redis.call('hdel', KEYS[1], id)", "enqueued",
     add('stopped', id, 1)
   end""")
 _REMOVE_DONE = _membership_script(1, "redis.call('srem', KEYS[2], id)", "done", -1, _IN_ENQUEUED)
+def outcome_functions(rules: str, outcomes: str, counts: str) -> str:
+    """Lua for stop rules' outcomes (``stop_rules.py``), given the keys of the rules hash, the
+    outcomes hash and the outcome counts: ``note_outcome(id, code)`` notes an episode's outcome
+    if its policy has a rule; ``noted_reply()`` is {policy, its noted outcomes, ...} of the
+    policies noted so far."""
+    return f"""
+local noted = {{}}
+local function note_outcome(id, code)
+  local policy = string.match(id, '^[^/]+')
+  if redis.call('hexists', {rules}, policy) == 1 then
+    if redis.call('hset', {outcomes}, id, code) == 1 then redis.call('hincrby', {counts}, policy, 1) end
+    noted[policy] = true
+  end
+end
+local function noted_reply()
+  local reply = {{}}
+  for policy in pairs(noted) do
+    table.insert(reply, policy)
+    table.insert(reply, redis.call('hget', {counts}, policy) or '0')
+  end
+  return reply
+end
+"""
+
+
 # Records written (``QueueState.mark_finished``) in one round trip: per episode, a
 # done one joins the done-set, one that is not (an infrastructure error) leaves both
 # sets; then its finish time, its attempt keys cleared, its claim released if still
@@ -102,8 +127,8 @@ _DROPPED = (_membership_step("redis.call('srem', KEYS[2], id)", "done", -1,
             + """
     if redis.call('sadd', KEYS[4], id) == 1 then add('given_up', id, 1) end
     if redis.call('srem', KEYS[5], id) == 1 then add('stopped', id, -1) end""")
-FINISH = _PREAMBLE + f"""
-local k, a, ruled = 12, 2, {{}}
+FINISH = _PREAMBLE + outcome_functions("KEYS[9]", "KEYS[10]", "KEYS[11]") + f"""
+local k, a = 12, 2
 while a <= #ARGV do
   local id, owner, prefix, n = ARGV[a], ARGV[a + 2], ARGV[a + 4], tonumber(ARGV[a + 5])
   if ARGV[a + 1] == '1' then{_ADDED}
@@ -115,25 +140,14 @@ while a <= #ARGV do
   if owner ~= '' and redis.call('get', KEYS[k]) == owner then
     redis.call('del', KEYS[k])
   end
-  if ARGV[a + 6] ~= '' then
-    local policy = string.match(id, '^[^/]+')
-    if redis.call('hexists', KEYS[9], policy) == 1 then
-      if redis.call('hset', KEYS[10], id, ARGV[a + 6]) == 1 then redis.call('hincrby', KEYS[11], policy, 1) end
-      ruled[policy] = true
-    end
-  end
+  if ARGV[a + 6] ~= '' then note_outcome(id, ARGV[a + 6]) end
   for j = a + 7, a + 5 + 2 * n, 2 do
     redis.call('hincrbyfloat', KEYS[7], prefix .. ARGV[j], ARGV[j + 1])
   end
   k, a = k + 3, a + 7 + 2 * n
 end
 flush()
-local reply = {{}}
-for policy in pairs(ruled) do
-  table.insert(reply, policy)
-  table.insert(reply, redis.call('hget', KEYS[11], policy) or '0')
-end
-return reply
+return noted_reply()
 """
 _REBUILD = _PREAMBLE + """
 redis.call('del', KEYS[3])

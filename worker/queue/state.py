@@ -175,11 +175,11 @@ class QueueState(DeadLetterList):
     # ------------------------------------------------------------------ done / enqueued
     def mark_done(self, spec_sha: str, episode_id: str, owner: str | None = None) -> None:
         """Record the episode as finished (and release our claim) in one round trip."""
-        self.mark_finished([(spec_sha, episode_id, owner, True, None)])
+        self.mark_finished([(spec_sha, episode_id, owner, True, None, None)])
 
     def mark_finished(self, finished: list[tuple]) -> dict[str, dict[str, int]]:
-        """Records were written, each (spec sha, episode id, our claim or None, done, time use[,
-        outcome]): a done one joins the done-set; an infrastructure-error record (not done: the
+        """Records were written, each (spec sha, episode id, our claim or None, done, time use,
+        outcome): a done one joins the done-set; an infrastructure-error record (not done: the
         retries ran out) leaves the episode free to be enqueued again; time use, (machine, the
         record's ``SUMS``), goes to status's duty cycle; the machine (from the time use, else the
         claim's owner, ``<worker>@<machine>:<pid>:<task>``) is noted for ``enqueue --reconcile``;
@@ -188,7 +188,7 @@ class QueueState(DeadLetterList):
         Returns, per spec, the policies with a stop rule -> their noted outcomes."""
         by_spec: dict[str, tuple[list[str], list[str | float | int]]] = {}
         now = time.time()
-        for spec_sha, episode_id, owner, done, time_use, *rest in finished:
+        for spec_sha, episode_id, owner, done, time_use, outcome in finished:
             if spec_sha not in by_spec:
                 names = [*self.counters.script_keys(spec_sha), keys.finished(spec_sha), keys.time_use(spec_sha),
                          keys.finished_on(spec_sha), keys.stop_rules(spec_sha), keys.outcomes(spec_sha),
@@ -200,7 +200,7 @@ class QueueState(DeadLetterList):
             values += (episode_id, int(done), owner or "", machine)
             prefix, n, *pairs = (time_sums.finish_args(episode_id.split("/", 1)[0], *time_use)
                                  if time_use is not None else ("", 0))
-            values += (prefix, n, (rest[0] if rest else None) or "", *pairs)
+            values += (prefix, n, outcome or "", *pairs)
         noted = {}
         for spec_sha, (names, values) in by_spec.items():
             reply = self._finish(keys=names, args=values)

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from worker.queue import keys
-from worker.queue.counters import Counters
+from worker.queue.counters import Counters, outcome_functions
 from worker.queue.messages import task_id_maker
 from worker.queue.publish import queued_task_id
 
@@ -31,22 +31,9 @@ WITHDRAWN_FOR_GOOD = 1 << 30  # ``checked`` once a stop's withdrawal finished: n
 # KEYS: rules hash, outcomes hash, outcome counts; ARGV: (id, code) pairs. An episode of a policy
 # with a rule gets its outcome (as FINISH does for the records workers write); returns {policy,
 # episodes with an outcome, ...} of those policies.
-_NOTE_OUTCOMES = """
-local seen = {}
-for i = 1, #ARGV, 2 do
-  local id = ARGV[i]
-  local policy = string.match(id, '^[^/]+')
-  if redis.call('hexists', KEYS[1], policy) == 1 then
-    if redis.call('hset', KEYS[2], id, ARGV[i + 1]) == 1 then redis.call('hincrby', KEYS[3], policy, 1) end
-    seen[policy] = true
-  end
-end
-local reply = {}
-for policy in pairs(seen) do
-  table.insert(reply, policy)
-  table.insert(reply, redis.call('hget', KEYS[3], policy) or '0')
-end
-return reply
+_NOTE_OUTCOMES = outcome_functions("KEYS[1]", "KEYS[2]", "KEYS[3]") + """
+for i = 1, #ARGV, 2 do note_outcome(ARGV[i], ARGV[i + 1]) end
+return noted_reply()
 """
 # KEYS[1]: a queue list; ARGV: messages to delete. The list is rewritten in its order in one
 # step (LREM per message would scan it once each: minutes for 50,000).
